@@ -1,0 +1,55 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# Our translatable messages must reach libvirt's translation domain: every
+# file of ours that marks a string with _() or N_() is listed in the
+# assembled po/POTFILES, and xgettext, run the way libvirt's po/meson.build
+# runs it, extracts every such string from it.
+set -uo pipefail
+top=${LOCALMIG_TOP:-$(cd "$(dirname "$0")/../.." && pwd)}
+. "$top/build-aux/common.sh"
+
+n=0 failed=0
+ok() { n=$((n + 1)); echo "ok $n - $1"; }
+not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; }
+
+potfiles=$LIBVIRT_SRCDIR/po/POTFILES
+if [ ! -f "$potfiles" ]; then
+    echo "1..0 # SKIP libvirt is not assembled; run ./localmig build"
+    exit 0
+fi
+
+cd "$top"
+mapfile -t files < <(grep -rlE '\bN?_\("' src include 2>/dev/null | LC_ALL=C sort)
+echo "1..$(( ${#files[@]} * 2 + 1 ))"
+
+if [ ${#files[@]} -gt 0 ]; then
+    ok "${#files[@]} file(s) of ours have translatable strings"
+else
+    not_ok "no file of ours has a translatable string"
+fi
+
+for f in "${files[@]}"; do
+    if grep -qxF "$f" "$potfiles"; then
+        ok "$f is listed in po/POTFILES"
+    else
+        not_ok "$f is missing from po/POTFILES (add it in the po patch)"
+    fi
+
+    pot=$(xgettext --from-code=UTF-8 --keyword=_ --keyword=N_ \
+              --directory="$LIBVIRT_SRCDIR" --output=- "$f" 2>&1)
+    # Each literal passed to _() must come out as a msgid. The regex
+    # covers single-line literals, which is what libvirt's style asks for.
+    missing=0
+    while IFS= read -r msg; do
+        grep -qF "msgid \"$msg\"" <<<"$pot" || { missing=$((missing + 1));
+            echo "# not extracted: $msg"; }
+    done < <(grep -oE '\bN?_\("([^"\\]|\\.)*"\)' "$f" |
+             sed -E 's/^N?_\("//; s/"\)$//')
+    if [ $missing -eq 0 ]; then
+        ok "xgettext extracts every message of $f"
+    else
+        not_ok "xgettext misses $missing message(s) of $f"
+    fi
+done
+[ $failed -eq 0 ]
