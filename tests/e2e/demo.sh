@@ -1,0 +1,107 @@
+#!/bin/bash
+# The project's demo ("main job"): build the test guest, boot it under the
+# BUILT libvirt (embedded QEMU driver) in a private network namespace, show
+# it answering pings, tear everything down, and print a short report.
+#
+# Each phase is a step_* function working on shared variables; a later
+# local-migration step goes between step_steady_ping and step_teardown (or
+# inside the ping window, see step_steady_ping).
+#
+# Env: LIBVIRT_BUILDDIR, LIBVIRT_WAIT (s to wait for the build, default
+#      1800), QEMU, LOCALMIG_CACHE, DEMO_PING_SECS (default 3),
+#      BOOT_TIMEOUT (s, default 90), LM_KEEP=1 keeps the scratch dir.
+set -euo pipefail
+. "$(dirname "$0")/lib/common.sh"
+. "$LM_LIB_DIR/libvirt.sh"
+
+BOOT_TIMEOUT=${BOOT_TIMEOUT:-90}
+DEMO_PING_SECS=${DEMO_PING_SECS:-3}
+
+say() { echo "demo: $*" >&2; }
+die() { say "FAILED: $*"; exit 1; }
+# key=value lookup in pingstat output
+field() { sed -n "s/^$1=//p" <<<"$2"; }
+ms_between() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%d", (b - a) * 1000 }'; }
+clock() { date -d "@$1" +%H:%M:%S.%3N; }
+
+step_prepare() {
+    [ "$(id -u)" = 0 ] || die "must run as root"
+    say "building the guest (cached after the first run)"
+    "$LM_E2E_DIR/guest/build-guest.sh" || die "guest build"
+    . "${LOCALMIG_CACHE:-/var/cache/libvirt-localmig}/guest/guest.env"
+    if ! lv_have_build; then
+        say "waiting for the libvirt build in $LIBVIRT_BUILDDIR"
+        lv_wait_build "${LIBVIRT_WAIT:-1800}" || die "no libvirt build"
+    fi
+    lv_ensure_qemu_user
+    lm_tmpdir
+    ROOT=$LM_TMP/root
+    DOM=lm-demo-$$
+    SERIAL=$LM_TMP/serial.log
+    lv_embed_root "$ROOT"
+    lm_netns_create demo
+    lv_domain_xml "$DOM" "$SERIAL" >"$LM_TMP/$DOM.xml"
+}
+
+step_boot() {
+    say "defining and starting $DOM in namespace $LM_NS"
+    lv_virsh "$ROOT" define "$LM_TMP/$DOM.xml" >/dev/null || die "define"
+    lm_nsexec "$LM_PINGSTAT" start "$LM_TMP/boot-ping.log" "$GUEST_IP" >/dev/null
+    local t0
+    t0=$(lm_now)
+    lv_virsh "$ROOT" start "$DOM" >/dev/null || die "start (see $ROOT/log/qemu/$DOM.log)"
+    START_MS=$(lm_ms_since "$t0")
+    "$LM_PINGSTAT" wait "$LM_TMP/boot-ping.log" "$BOOT_TIMEOUT" >/dev/null ||
+        die "guest never answered a ping; console: $(tail -n 5 "$SERIAL" 2>/dev/null)"
+    local stats
+    stats=$("$LM_PINGSTAT" stop "$LM_TMP/boot-ping.log")
+    FIRST_PING_MS=$(ms_between "$t0" "$(field first_reply_at "$stats")")
+    READY_LINE=$(grep -m1 "$GUEST_READY_MARKER" "$SERIAL" | tr -d '\r' || :)
+    QEMU_PID=$(lv_qemu_pid "$ROOT" "$DOM") || die "no QEMU pid file"
+    TAP_DEV=$(lv_domain_tap "$ROOT" "$DOM")
+    TAP_MASTER=$(ip -n "$LM_NS" -o link show dev "$TAP_DEV" |
+                 sed -n 's/.* master \([^ ]*\) .*/\1/p')
+    [ "$TAP_MASTER" = "$LM_BRIDGE" ] || die "TAP $TAP_DEV is not on $LM_BRIDGE"
+}
+
+# A window of steady pinging.  A migration step will run inside such a
+# window (start pingstat, migrate, stop) so its blackout shows as max gap.
+step_steady_ping() {
+    say "pinging $GUEST_IP for ${DEMO_PING_SECS}s"
+    lm_nsexec "$LM_PINGSTAT" start "$LM_TMP/ping.log" "$GUEST_IP" >/dev/null
+    sleep "$DEMO_PING_SECS"
+    PING_STATS=$("$LM_PINGSTAT" stop "$LM_TMP/ping.log")
+}
+
+step_teardown() {
+    say "destroying and undefining $DOM"
+    lv_destroy "$ROOT" "$DOM" || die "destroy"
+    lm_wait_until 10 lm_pid_gone "$QEMU_PID" || die "QEMU $QEMU_PID still running"
+    lv_virsh "$ROOT" undefine "$DOM" >/dev/null || die "undefine"
+    LEFTOVERS=$(lm_leftovers --ns "$LM_NS" --match "$ROOT" "$LM_TMP") ||
+        die "left behind: $LEFTOVERS"
+}
+
+report() {
+    local s=$PING_STATS
+    cat <<EOF
+
+=== libvirt-localmig demo ===
+libvirt      $LIBVIRT_BUILDDIR (embedded QEMU driver, uninstalled)
+emulator     $QEMU ($("$QEMU" --version | head -n1))
+namespace    $LM_NS, bridge $LM_BRIDGE $LM_BRIDGE_IP/$LM_PREFIX
+domain       $DOM, QEMU pid $QEMU_PID, TAP $TAP_DEV (port of $TAP_MASTER)
+guest        kernel $GUEST_KERNEL_VERSION, ${GUEST_MEM_MIB} MiB, $GUEST_IP
+console      $READY_LINE
+boot         virsh start ${START_MS} ms, start-to-first-ping ${FIRST_PING_MS} ms
+ping ${DEMO_PING_SECS}s      sent $(field sent "$s"), received $(field received "$s"), lost $(field lost_after_first_reply "$s") (+$(field unanswered_tail "$s") in flight at stop)
+             largest gap $(field max_gap_ms "$s") ms at $(clock "$(field max_gap_at "$s")") (seq $(field max_gap_seqs "$s"))
+teardown     destroyed, undefined, nothing left behind
+EOF
+}
+
+step_prepare
+step_boot
+step_steady_ping
+step_teardown
+report

@@ -1,0 +1,200 @@
+# shellcheck shell=bash
+# Helpers to run the BUILT (uninstalled) libvirt's embedded QEMU driver
+# inside the test's network namespace.  Source after lib/common.sh.
+#
+#   lv_have_build / lv_wait_build TIMEOUT_S
+#   lv_ensure_qemu_user          the driver needs user libvirt-qemu to exist
+#   lv_embed_root DIR            create an embed root with our qemu.conf
+#                                (and the shared capabilities cache)
+#   lv_virsh ROOT CMD...         one embed virsh process (in LM_NS)
+#   lv_domain_xml NAME SERIAL    domain XML for the test guest on stdout
+#   lv_qemu_pid ROOT NAME        pid of the domain's QEMU (from libvirt)
+#   lv_domain_tap ROOT NAME      the domain's TAP device name (domiflist)
+#   lv_destroy ROOT NAME         destroy, after the reconnect job is done
+#
+# Why embedded: `qemu:///embed?root=DIR` runs the whole QEMU driver inside
+# the virsh process, so no daemon has to be installed or managed, and the
+# driver, its TAPs and QEMU all live in the namespace virsh is started in.
+# QEMU keeps running when virsh exits; the next embed virsh on the same root
+# reconnects to it.
+
+LIBVIRT_BUILDDIR=${LIBVIRT_BUILDDIR:-$(cd "$LM_E2E_DIR/../.." && pwd)/_build/libvirt}
+QEMU=${QEMU:-/usr/bin/qemu-system-x86_64}
+
+# The QEMU driver module is linked late (and removed while relinking), so
+# virsh alone does not mean the build is usable.
+lv_have_build() {
+    [ -x "$LIBVIRT_BUILDDIR/tools/virsh" ] && [ -x "$LIBVIRT_BUILDDIR/run" ] &&
+        [ -f "$LIBVIRT_BUILDDIR/src/libvirt_driver_qemu.so" ]
+}
+
+# lv_wait_build TIMEOUT_S: wait for a build that is still in progress.
+lv_wait_build() {
+    local deadline=$((SECONDS + $1))
+    until lv_have_build; do
+        [ "$SECONDS" -lt "$deadline" ] || return 1
+        sleep 10
+    done
+}
+
+# Running as root, the driver resolves its compiled-in default user
+# (libvirt-qemu on Debian) before reading qemu.conf, and fails if it does
+# not exist.  `make install`-like steps create it; do the same if missing.
+lv_ensure_qemu_user() {
+    getent passwd libvirt-qemu >/dev/null && return 0
+    if getent group libvirt-qemu >/dev/null; then
+        useradd --system --gid libvirt-qemu --no-create-home \
+            --home-dir /var/lib/libvirt --shell /usr/sbin/nologin libvirt-qemu
+    else
+        useradd --system --user-group --no-create-home \
+            --home-dir /var/lib/libvirt --shell /usr/sbin/nologin libvirt-qemu
+    fi
+}
+
+# lv_embed_root DIR: a fresh embed root.  The settings keep the driver from
+# needing anything the test host does not give it: QEMU runs as root with
+# no security driver, no cgroups, no mount namespace, and its stdout/stderr
+# go to a plain file instead of virtlogd.
+lv_embed_root() {
+    local root=$1
+    mkdir -p "$root/etc" "$root/cache/qemu/capabilities"
+    _lv_caps_restore "$root"
+    cat >"$root/etc/qemu.conf" <<'EOF'
+user = "root"
+group = "root"
+dynamic_ownership = 0
+remember_owner = 0
+security_driver = "none"
+cgroup_controllers = [ ]
+namespaces = [ ]
+stdio_handler = "file"
+EOF
+}
+
+# Probing a QEMU binary's capabilities costs about 2 s per binary under TCG
+# (the driver also probes qemu-system-i386), and a fresh root would pay it
+# in every test.  Roots share the results through a cache dir instead.
+# libvirt validates each cached file (binary and libvirt ctimes, host) and
+# re-probes if stale, so sharing never hides a changed binary.
+# LV_SHARE_CAPS=0 disables this.
+LV_CAPS_CACHE=${LOCALMIG_CACHE:-/var/cache/libvirt-localmig}/libvirt-qemu-caps
+
+_lv_caps_restore() {
+    local root=$1
+    [ "${LV_SHARE_CAPS:-1}" = 1 ] || return 0
+    if [ -d "$LV_CAPS_CACHE" ]; then
+        cp -p "$LV_CAPS_CACHE"/*.xml "$root/cache/qemu/capabilities/" 2>/dev/null || :
+    fi
+    lm_defer _lv_caps_save "$root"
+}
+
+_lv_caps_save() {
+    local f tmp
+    mkdir -p "$LV_CAPS_CACHE"
+    for f in "$1"/cache/qemu/capabilities/*.xml; do
+        [ -f "$f" ] || continue
+        cmp -s "$f" "$LV_CAPS_CACHE/${f##*/}" && continue
+        # copy + rename: concurrent tests never see half a file
+        tmp=$(mktemp "$LV_CAPS_CACHE/.tmp.XXXXXX")
+        cp -p "$f" "$tmp" && mv -f "$tmp" "$LV_CAPS_CACHE/${f##*/}"
+    done
+}
+
+# lv_virsh ROOT CMD...: run one virsh with the embedded driver on ROOT,
+# inside LM_NS.  Several commands run in one process when given as ONE
+# string argument, 'cmd1 ARGS; cmd2 ARGS' (virsh splits a lone argument on
+# ';'; separate arguments form a single command).  Only one embed process may use a root at a time (the
+# driver takes a pid file), so calls are serialised on a lock in ROOT.
+lv_virsh() {
+    local root=$1; shift
+    # The driver's own log (warnings up) goes to a file in the root instead
+    # of cluttering stderr; virsh still prints errors.
+    LIBVIRT_LOG_OUTPUTS="3:file:$root/libvirt.log" \
+        flock "$root/.virsh.lock" \
+        ip netns exec "$LM_NS" "$LIBVIRT_BUILDDIR/run" "$LIBVIRT_BUILDDIR/tools/virsh" \
+        -q -c "qemu:///embed?root=$root" "$@"
+}
+
+_lv_xml_escape() {
+    local s=$1
+    s=${s//&/&amp;}; s=${s//</&lt;}; s=${s//>/&gt;}
+    s=${s//\'/&apos;}; s=${s//\"/&quot;}
+    printf '%s' "$s"
+}
+
+# lv_domain_xml NAME SERIAL_LOG: XML of the test guest (needs guest.env
+# sourced).  Optional env: LV_MAC (default 52:54:00:4c:4d:02), LV_TAP to
+# choose the TAP name (not vnet*: reserved by libvirt), QEMU for the
+# emulator binary.
+lv_domain_xml() {
+    local name serial kernel initrd cmdline emulator target=
+    name=$(_lv_xml_escape "$1")
+    serial=$(_lv_xml_escape "$2")
+    kernel=$(_lv_xml_escape "$GUEST_KERNEL")
+    initrd=$(_lv_xml_escape "$GUEST_INITRD")
+    cmdline=$(_lv_xml_escape "$GUEST_CMDLINE")
+    emulator=$(_lv_xml_escape "$QEMU")
+    [ -n "${LV_TAP:-}" ] && target="
+      <target dev='$(_lv_xml_escape "$LV_TAP")'/>"
+    # pc machine + ELF kernel: QEMU boots it through the PVH entry, the
+    # fast path under TCG.  No USB, no balloon, no NIC option ROM: nothing
+    # the guest does not use, so nothing to slow the boot or the migration.
+    cat <<EOF
+<domain type='qemu'>
+  <name>$name</name>
+  <memory unit='MiB'>$GUEST_MEM_MIB</memory>
+  <vcpu>1</vcpu>
+  <os>
+    <type arch='x86_64' machine='pc'>hvm</type>
+    <kernel>$kernel</kernel>
+    <initrd>$initrd</initrd>
+    <cmdline>$cmdline</cmdline>
+  </os>
+  <features><acpi/></features>
+  <clock offset='utc'/>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>destroy</on_reboot>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <emulator>$emulator</emulator>
+    <controller type='usb' model='none'/>
+    <interface type='bridge'>
+      <source bridge='$LM_BRIDGE'/>
+      <mac address='${LV_MAC:-52:54:00:4c:4d:02}'/>
+      <model type='virtio'/>
+      <rom enabled='no'/>$target
+    </interface>
+    <serial type='file'>
+      <source path='$serial'/>
+      <target port='0'/>
+    </serial>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+EOF
+}
+
+# lv_qemu_pid ROOT NAME: QEMU's pid, from the pid file the driver keeps in
+# its state dir (ROOT/run/qemu) while the domain runs.
+lv_qemu_pid() {
+    local pidfile="$1/run/qemu/$2.pid"
+    [ -s "$pidfile" ] && cat "$pidfile"
+}
+
+# lv_domain_tap ROOT NAME: the TAP libvirt created for the domain's NIC.
+lv_domain_tap() {
+    lv_virsh "$1" domiflist "$2" |
+        awk '$2 == "bridge" && !p { print $1; p = 1 }'
+}
+
+# lv_destroy ROOT NAME: a new embed process first reconnects to running
+# domains in the background while holding their job; `destroy` kills QEMU
+# before taking the job, so issued at once it races the reconnect and may
+# report "domain is not running".  domstats takes the job, i.e. waits for
+# the reconnect to finish, in the same process.
+lv_destroy() {
+    local out rc=0
+    out=$(lv_virsh "$1" "domstats $2; destroy $2" 2>&1) || rc=$?
+    [ "$rc" -eq 0 ] || printf '%s\n' "$out" >&2
+    return "$rc"
+}
