@@ -14,8 +14,10 @@ set -euo pipefail
 # two cores. The test driver stays: virsh's own tests run against it. Docs
 # stay too: they make libvirt-api.xml (what language bindings generate
 # from), the man pages, and validate the XML schemas' documentation.
+# Warnings are errors, as in libvirt's own CI: our files meet that bar.
 options=(
     -Dsystem=false
+    -Dwerror=true
     -Ddocs=enabled
     -Dtests=enabled
     -Dnls=disabled
@@ -51,18 +53,24 @@ options=(
     -Dwireshark_dissector=disabled
 )
 
+# Debian's python3, not another one first on PATH (pyenv's, say): libvirt's
+# build and test scripts then find the modules Debian installs (pytest,
+# docutils). It is recorded with meson's version below.
+export PATH=/usr/bin:$PATH
+tools="meson $(meson --version) python3 $(python3 --version | cut -d' ' -f2)"
+
 # A build directory is tied to the meson that configured it: set up anew
 # when meson changed, reconfigure in place when only the options changed,
 # and leave it alone otherwise.
 stamp=$LIBVIRT_BUILDDIR/.localmig-config
 if [ ! -f "$LIBVIRT_BUILDDIR/build.ninja" ] ||
-   [ "$(sed -n 1p "$stamp" 2>/dev/null)" != "meson $(meson --version)" ]; then
+   [ "$(sed -n 1p "$stamp" 2>/dev/null)" != "$tools" ]; then
     rm -rf "$LIBVIRT_BUILDDIR"
     meson setup "$LIBVIRT_BUILDDIR" "$LIBVIRT_SRCDIR" "${options[@]}"
 elif [ "$(sed -n 2p "$stamp")" != "${options[*]}" ]; then
     meson configure "$LIBVIRT_BUILDDIR" "${options[@]}"
 fi
-printf 'meson %s\n%s\n' "$(meson --version)" "${options[*]}" >"$stamp"
+printf '%s\n%s\n' "$tools" "${options[*]}" >"$stamp"
 
 # Two cores: three jobs keep both busy while one waits on I/O.
 ninja -C "$LIBVIRT_BUILDDIR" -j "${LOCALMIG_JOBS:-3}"

@@ -22,6 +22,9 @@ libvirt_deps=(
     libjson-c-dev libnl-3-dev libnl-route-3-dev libtirpc-dev
     python3-docutils libcap-ng-dev libudev-dev libpciaccess-dev
     libdevmapper-dev libreadline-dev gettext
+    # tools some of libvirt's own tests need, or they are left out:
+    # augparse (config file lenses), pdwtags (RPC wire structs), pytest
+    augeas-tools dwarves python3-pytest
 )
 
 # reference QEMU 10.0.13 build and its firmware at run time

@@ -44,7 +44,7 @@ def count_tap(entry):
     seen = passed + failed + skipped
     if planned is not None and seen < planned:
         failed += planned - seen
-    if seen == 0 and planned is None:
+    if seen == 0 and not planned:
         if entry["result"] in PASS:
             passed = 1
         elif entry["result"] in SKIP:

@@ -1,0 +1,73 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# build-aux/test-summary.py counts what CI reports: each libvirt test
+# program once by its result, each TAP point of ours once, a TAP program
+# that died early or short of its plan as failed.
+set -uo pipefail
+top=${LOCALMIG_TOP:-$(cd "$(dirname "$0")/../.." && pwd)}
+
+n=0 failed=0
+expect() {
+    local desc=$1 want=$2 got=$3
+    n=$((n + 1))
+    if [ "$got" = "$want" ]; then
+        echo "ok $n - $desc"
+    else
+        failed=$((failed + 1))
+        echo "not ok $n - $desc"
+        echo "#   want: $want"
+        echo "#   got:  $got"
+    fi
+}
+
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+
+entry() {   # NAME RESULT STDOUT
+    python3 -c 'import json, sys; print(json.dumps({"name": sys.argv[1], "result": sys.argv[2], "stdout": sys.argv[3]}))' "$@"
+}
+
+echo "1..7"
+
+{
+    entry virbuftest OK ""
+    entry qemuxmlconftest FAIL "boom"
+    entry virschematest EXPECTEDFAIL ""
+    entry vircgrouptest SKIP ""
+} >"$scratch/exitcode.json"
+{
+    entry e2e OK $'1..3\nok 1 - a\nok 2 - b # SKIP no vhost\nnot ok 3 - c'
+} >"$scratch/tap.json"
+
+out=$(python3 "$top/build-aux/test-summary.py" --exitcode "$scratch/exitcode.json" \
+      --tap "$scratch/tap.json" 2>/dev/null)
+rc=$?
+expect "programs count by result, TAP points one by one" \
+    "3 passed, 2 failed, 2 skipped" "$out"
+expect "any failure makes the exit status non-zero" 1 "$rc"
+
+entry short FAIL $'1..4\nok 1 - a\nok 2 - b' >"$scratch/short.json"
+expect "points missing from the plan count as failed" "2 passed, 2 failed, 0 skipped" \
+    "$(python3 "$top/build-aux/test-summary.py" --tap "$scratch/short.json" 2>/dev/null)"
+
+entry crashed TIMEOUT "" >"$scratch/crash.json"
+expect "a TAP program that printed nothing and failed counts once" \
+    "0 passed, 1 failed, 0 skipped" \
+    "$(python3 "$top/build-aux/test-summary.py" --tap "$scratch/crash.json" 2>/dev/null)"
+
+entry died ERROR $'ok 1 - a\nok 2 - b' >"$scratch/died.json"
+expect "a TAP program that died after good points without a plan is a failure" \
+    "2 passed, 1 failed, 0 skipped" \
+    "$(python3 "$top/build-aux/test-summary.py" --tap "$scratch/died.json" 2>/dev/null)"
+
+entry good OK $'1..2\nok 1 - a\nok 2 - b' >"$scratch/good.json"
+python3 "$top/build-aux/test-summary.py" --tap "$scratch/good.json" >/dev/null 2>&1
+expect "a clean run exits 0" 0 "$?"
+
+entry skipped SKIP $'1..0 # SKIP not root' >"$scratch/skipped.json"
+expect "a TAP program that skipped everything counts as one skip" \
+    "0 passed, 0 failed, 1 skipped" \
+    "$(python3 "$top/build-aux/test-summary.py" --tap "$scratch/skipped.json" 2>/dev/null)"
+
+[ $failed -eq 0 ]
