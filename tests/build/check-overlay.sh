@@ -10,44 +10,41 @@ set -uo pipefail
 top=${LOCALMIG_TOP:-$(cd "$(dirname "$0")/../.." && pwd)}
 . "$top/build-aux/common.sh"
 
-n=0 failed=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
+. "$top/tests/e2e/lib/common.sh"
 
 scratch=$(mktemp -d)
-trap 'rm -rf "$scratch"' EXIT
+lm_defer rm -rf "$scratch"
 repo=$scratch/repo
 export LOCALMIG_BUILD_ROOT=$scratch/build
 src=$LOCALMIG_BUILD_ROOT/libvirt-src
 
-echo "1..8"
+tap_plan 8
 
 mkdir -p "$repo"
 (cd "$top" && cp -r build-aux patches $LOCALMIG_OVERLAY_DIRS "$repo"/ 2>/dev/null)
 rm -rf "$repo/tests/e2e" "$repo/tests/build"
 
-check "the tree assembles" "$repo/build-aux/assemble.sh" 2>"$scratch/err"
+tap_check "the tree assembles" "$repo/build-aux/assemble.sh" 2>"$scratch/err"
 
 missing=0
 while read -r f; do
-    cmp -s "$repo/$f" "$src/$f" || { echo "# not in the tree: $f"; missing=1; }
+    cmp -s "$repo/$f" "$src/$f" || { tap_diag "not in the tree: $f"; missing=1; }
 done < <(cd "$repo" && find $LOCALMIG_OVERLAY_DIRS -type f ! -name .gitignore)
-check "every file of ours is in the tree" test $missing = 0
+tap_check "every file of ours is in the tree" test $missing = 0
 
 unapplied=0
 for p in "$repo"/patches/*.patch; do
     [ -e "$p" ] || continue
     patch -d "$src" -p1 -R --dry-run --fuzz=0 --batch --quiet <"$p" \
-        >/dev/null 2>&1 || { echo "# not applied: ${p##*/}"; unapplied=1; }
+        >/dev/null 2>&1 || { tap_diag "not applied: ${p##*/}"; unapplied=1; }
 done
-check "every patch of the series is applied" test $unapplied = 0
+tap_check "every patch of the series is applied" test $unapplied = 0
 
 touch "$scratch/before"
 sleep 1
 "$repo/build-aux/assemble.sh" 2>/dev/null
 changed=$(find "$src" -newer "$scratch/before" | head -n 5)
-check "a re-run with nothing changed writes nothing" test -z "$changed"
+tap_check "a re-run with nothing changed writes nothing" test -z "$changed"
 
 # An edit to one file of ours touches that file only, so ninja rebuilds
 # only what depends on it.
@@ -55,7 +52,7 @@ mkdir -p "$repo/src/util"
 echo "/* scratch */" >"$repo/src/util/virlocalmigscratch.h"
 "$repo/build-aux/assemble.sh" 2>/dev/null
 changed=$(find "$src" -type f -newer "$scratch/before")
-check "an added file changes only that file in the tree" \
+tap_check "an added file changes only that file in the tree" \
     test "$changed" = "$src/src/util/virlocalmigscratch.h"
 rm "$repo/src/util/virlocalmigscratch.h"
 
@@ -63,9 +60,9 @@ mkdir -p "$repo/src/qemu"
 echo "/* not ours */" >"$repo/src/qemu/qemu_driver.c"
 "$repo/build-aux/assemble.sh" 2>"$scratch/err"
 rc=$?
-check "a file of ours that would replace an upstream file is refused" \
+tap_check "a file of ours that would replace an upstream file is refused" \
     grep -q "qemu_driver.c would overwrite" "$scratch/err"
-check "and the assembly fails" test $rc != 0
+tap_check "and the assembly fails" test $rc != 0
 rm "$repo/src/qemu/qemu_driver.c"
 
 cat >"$repo/patches/9999-does-not-fit.patch" <<'PATCH'
@@ -80,9 +77,8 @@ PATCH
 "$repo/build-aux/assemble.sh" 2>"$scratch/err"
 rc=$?
 if [ $rc != 0 ] && grep -q "9999-does-not-fit.patch does not apply" "$scratch/err"; then
-    ok "a patch that does not apply fails the assembly, naming the patch"
+    tap_ok "a patch that does not apply fails the assembly, naming the patch"
 else
-    not_ok "a patch that does not apply fails the assembly, naming the patch"
+    tap_not_ok "a patch that does not apply fails the assembly, naming the patch"
 fi
 
-[ $failed -eq 0 ]

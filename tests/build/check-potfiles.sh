@@ -9,31 +9,28 @@ set -uo pipefail
 top=${LOCALMIG_TOP:-$(cd "$(dirname "$0")/../.." && pwd)}
 . "$top/build-aux/common.sh"
 
-n=0 failed=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; }
+. "$top/tests/e2e/lib/common.sh"
 
 potfiles=$LIBVIRT_SRCDIR/po/POTFILES
 if [ ! -f "$potfiles" ]; then
-    echo "1..0 # SKIP libvirt is not assembled; run ./localmig build"
-    exit 0
+    tap_skip_all "libvirt is not assembled; run ./localmig build"
 fi
 
 cd "$top"
 mapfile -t files < <(grep -rlE '\bN?_\("' src include 2>/dev/null | LC_ALL=C sort)
-echo "1..$(( ${#files[@]} * 2 + 1 ))"
+tap_plan $(( ${#files[@]} * 2 + 1 ))
 
 if [ ${#files[@]} -gt 0 ]; then
-    ok "${#files[@]} file(s) of ours have translatable strings"
+    tap_ok "${#files[@]} file(s) of ours have translatable strings"
 else
-    not_ok "no file of ours has a translatable string"
+    tap_not_ok "no file of ours has a translatable string"
 fi
 
 for f in "${files[@]}"; do
     if grep -qxF "$f" "$potfiles"; then
-        ok "$f is listed in po/POTFILES"
+        tap_ok "$f is listed in po/POTFILES"
     else
-        not_ok "$f is missing from po/POTFILES (add it in the po patch)"
+        tap_not_ok "$f is missing from po/POTFILES (add it in the po patch)"
     fi
 
     pot=$(xgettext --from-code=UTF-8 --keyword=_ --keyword=N_ \
@@ -43,13 +40,12 @@ for f in "${files[@]}"; do
     missing=0
     while IFS= read -r msg; do
         grep -qF "msgid \"$msg\"" <<<"$pot" || { missing=$((missing + 1));
-            echo "# not extracted: $msg"; }
+            tap_diag "not extracted: $msg"; }
     done < <(grep -oE '\bN?_\("([^"\\]|\\.)*"\)' "$f" |
              sed -E 's/^N?_\("//; s/"\)$//')
     if [ $missing -eq 0 ]; then
-        ok "xgettext extracts every message of $f"
+        tap_ok "xgettext extracts every message of $f"
     else
-        not_ok "xgettext misses $missing message(s) of $f"
+        tap_not_ok "xgettext misses $missing message(s) of $f"
     fi
 done
-[ $failed -eq 0 ]

@@ -7,28 +7,26 @@
 set -uo pipefail
 top=${LOCALMIG_TOP:-$(cd "$(dirname "$0")/../.." && pwd)}
 
-n=0 failed=0
+. "$top/tests/e2e/lib/common.sh"
+
 expect() {
     local desc=$1 want=$2 got=$3
-    n=$((n + 1))
     if [ "$got" = "$want" ]; then
-        echo "ok $n - $desc"
+        tap_ok "$desc"
     else
-        failed=$((failed + 1))
-        echo "not ok $n - $desc"
-        echo "#   want: $want"
-        echo "#   got:  $got"
+        tap_not_ok "$desc"
+        tap_diag "want: $want" "got:  $got"
     fi
 }
 
 scratch=$(mktemp -d)
-trap 'rm -rf "$scratch"' EXIT
+lm_defer rm -rf "$scratch"
 
 entry() {   # NAME RESULT STDOUT
     python3 -c 'import json, sys; print(json.dumps({"name": sys.argv[1], "result": sys.argv[2], "stdout": sys.argv[3]}))' "$@"
 }
 
-echo "1..7"
+tap_plan 7
 
 {
     entry virbuftest OK ""
@@ -70,4 +68,3 @@ expect "a TAP program that skipped everything counts as one skip" \
     "0 passed, 0 failed, 1 skipped" \
     "$(python3 "$top/build-aux/test-summary.py" --tap "$scratch/skipped.json" 2>/dev/null)"
 
-[ $failed -eq 0 ]
