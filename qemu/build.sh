@@ -1,0 +1,279 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# Build the reference QEMU: Debian 13's QEMU 10.0.13 source plus our patch
+# series (qemu/patches/), which implements the QEMU interface of
+# docs/DESIGN.md section 5 (backend-transfer, tap incoming-fds).  Only
+# qemu-system-x86_64 is built.
+#
+# Inputs (outside the repository):
+#   ${LOCALMIG_CACHE:-/var/cache/libvirt-localmig}/qemu-src/
+#       qemu_10.0.13+ds.orig.tar.xz (sha256-verified) and Debian's
+#       .debian.tar.xz, fetched with `apt-get source --download-only`
+# Outputs:
+#   ${LOCALMIG_BUILD_ROOT:-_build}/qemu/
+#       src/qemu-10.0.13/   patched source tree
+#       build/              meson/ninja build directory
+#       bin/qemu-system-x86_64
+#                           the emulator; it finds its firmware in
+#                           firmware/ without -L (configured firmware path)
+#       firmware/           runtime firmware: symlinks to Debian 12's
+#                           seabios, ipxe-qemu and qemu-system-data files
+#       qemu.env            QEMU_BIN=, QEMU_FIRMWARE_DIR= (source it)
+#
+# Reuse: nothing is unpacked or configured again while the tarballs, the
+# patches and the configure flags are unchanged, and ninja then has nothing
+# to do.  A changed series is applied to a scratch copy and only the files
+# whose content changed are rewritten, so ninja rebuilds just what depends
+# on them.  LOCALMIG_QEMU_FRESH=1 forces a fresh unpack and configure.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/.." && pwd)
+cache="${LOCALMIG_CACHE:-/var/cache/libvirt-localmig}/qemu-src"
+out="${LOCALMIG_BUILD_ROOT:-$repo/_build}/qemu"
+
+QEMU_VERSION=10.0.13
+ORIG=qemu_${QEMU_VERSION}+ds.orig.tar.xz
+ORIG_SHA256=6a0888e806c2ffc0c5f0733e974f9aea55491950d3c47c98669c8b236dde59ae
+DEBIAN_PATCH=debian/patches/skip-unpack-edk2-blobs.patch
+
+src="$out/src/qemu-$QEMU_VERSION"
+build="$out/build"
+fwdir="$out/firmware"
+bindir="$out/bin"
+
+# Only the features the tests and libvirt need; see platform-notes.md.
+CONFIGURE_ARGS=(
+    --python=/usr/bin/python3
+    --prefix="$out"
+    --firmwarepath="$fwdir"
+    --disable-download
+    --disable-install-blobs
+    --target-list=x86_64-softmmu
+    --without-default-features
+    --enable-tcg --enable-kvm
+    --enable-vhost-kernel --enable-vhost-net --enable-vhost-user
+    --enable-fdt=system --enable-pixman --enable-slirp
+    --disable-docs --disable-tools --disable-guest-agent --disable-containers
+)
+
+log() { echo "qemu/build.sh: $*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "must run as root (apt, firmware links)"
+
+apt_install() {
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 \
+        install -y --no-install-recommends "$@" >&2
+}
+
+missing_pkgs() {
+    local p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q ' installed' ||
+            echo "$p"
+    done
+}
+
+# ---- dependencies --------------------------------------------------------
+# Build: Debian 12 packages, plus meson >= 1.5 and python3-pycotap from
+# bookworm-backports.  Runtime firmware: seabios, ipxe-qemu, and the x86
+# option ROMs (linuxboot_dma.bin, kvmvapic.bin, pvh.bin) of Debian 12's
+# qemu-system-data, which configure cannot build without gcc-multilib.
+install_deps() {
+    local pkgs
+    pkgs=$(missing_pkgs gcc make pkg-config ninja-build bzip2 xz-utils patch rsync \
+        libglib2.0-dev libpixman-1-dev libfdt-dev libslirp-dev python3-venv \
+        dpkg-dev seabios ipxe-qemu qemu-system-data)
+    if [ -n "$pkgs" ]; then
+        log "installing: $pkgs"
+        # shellcheck disable=SC2086
+        apt_install $pkgs
+    fi
+    if ! /usr/bin/python3 - <<'EOF' 2>/dev/null
+import subprocess, sys
+v = subprocess.run(["meson", "--version"], capture_output=True, text=True).stdout
+sys.exit(0 if tuple(map(int, v.split(".")[:2])) >= (1, 5) else 1)
+EOF
+    then
+        need_sources
+        log "installing meson from bookworm-backports"
+        apt_install -t bookworm-backports meson
+    fi
+    if [ -n "$(missing_pkgs python3-pycotap)" ]; then
+        need_sources
+        log "installing python3-pycotap from bookworm-backports"
+        apt_install -t bookworm-backports python3-pycotap
+    fi
+}
+
+# The trixie deb-src and bookworm-backports entries, derived from the
+# machine's own sources by the project's helper.
+sources_done=
+need_sources() {
+    [ -z "$sources_done" ] || return 0
+    sources_done=1
+    if [ -x "$repo/build-aux/apt-sources.sh" ]; then
+        "$repo/build-aux/apt-sources.sh" >&2
+    fi
+}
+
+# ---- source tarballs -----------------------------------------------------
+fetch_sources() {
+    local have_debian
+    mkdir -p "$cache"
+    have_debian=$(ls "$cache"/qemu_"$QEMU_VERSION"+ds-*.debian.tar.xz 2>/dev/null | tail -n1 || true)
+    if [ -f "$cache/$ORIG" ] && [ -n "$have_debian" ] &&
+       echo "$ORIG_SHA256  $cache/$ORIG" | sha256sum -c --quiet - 2>/dev/null; then
+        return 0
+    fi
+    if ! apt-cache showsrc qemu 2>/dev/null | grep -q "^Version: 1:$QEMU_VERSION+ds"; then
+        need_sources
+    fi
+    log "fetching QEMU $QEMU_VERSION source from trixie into $cache"
+    # The .dsc/.asc may answer 404 on some mirrors: what matters is that
+    # the tarballs arrive, which the checks below establish.
+    (cd "$cache" && apt-get -q source --download-only "qemu/trixie" >&2) ||
+        log "apt-get source reported an error; checking what arrived"
+    [ -f "$cache/$ORIG" ] || die "$ORIG did not download"
+    echo "$ORIG_SHA256  $cache/$ORIG" | sha256sum -c --quiet - ||
+        die "$ORIG: sha256 mismatch (want $ORIG_SHA256)"
+    ls "$cache"/qemu_"$QEMU_VERSION"+ds-*.debian.tar.xz >/dev/null 2>&1 ||
+        die "the Debian .debian.tar.xz for $QEMU_VERSION did not download"
+}
+
+debian_tarball() {
+    ls "$cache"/qemu_"$QEMU_VERSION"+ds-*.debian.tar.xz | sort -V | tail -n1
+}
+
+# ---- source tree ---------------------------------------------------------
+# $src/.localmig/ records what the tree was made from: base.key (tarball and
+# Debian's patch) and series.key (our patches).
+
+# unpack_into DIR: the pristine tarball plus Debian's patch plus our series.
+unpack_into() {
+    local dir=$1 p deb
+    deb=$(debian_tarball)
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    tar -xJf "$cache/$ORIG" -C "$dir" --no-same-owner
+    [ -d "$dir/qemu-$QEMU_VERSION" ] ||
+        die "$ORIG did not unpack to qemu-$QEMU_VERSION/"
+    # Debian's fix for the +ds tarball, which lacks the edk2 blobs.
+    tar -xOJf "$deb" "$DEBIAN_PATCH" |
+        patch -d "$dir/qemu-$QEMU_VERSION" -p1 -F0 -N --batch --quiet ||
+        die "Debian's $(basename "$DEBIAN_PATCH") does not apply"
+    for p in "$here"/patches/*.patch; do
+        [ -e "$p" ] || continue
+        patch -d "$dir/qemu-$QEMU_VERSION" -p1 -F0 -N --batch --quiet \
+            --no-backup-if-mismatch <"$p" >&2 ||
+            die "patch $(basename "$p") does not apply to QEMU $QEMU_VERSION"
+    done
+}
+
+series_key() {
+    { cat "$here"/patches/*.patch 2>/dev/null || true; } |
+        sha256sum | cut -d' ' -f1
+}
+
+prepare_source() {
+    local base_key series new="$out/src.new"
+    base_key=$( (echo "$ORIG_SHA256"; tar -xOJf "$(debian_tarball)" "$DEBIAN_PATCH") |
+               sha256sum | cut -d' ' -f1)
+    series=$(series_key)
+
+    if [ "${LOCALMIG_QEMU_FRESH:-0}" != 1 ] &&
+       [ "$(cat "$src/.localmig/base.key" 2>/dev/null)" = "$base_key" ]; then
+        if [ "$(cat "$src/.localmig/series.key" 2>/dev/null)" = "$series" ]; then
+            log "source tree up to date: $src"
+            return 0
+        fi
+        # Same base, other patches: rewrite only the files whose content
+        # changed, so that ninja rebuilds only what depends on them.
+        log "patch series changed: updating the source tree in place"
+        unpack_into "$new"
+        rsync -rlc --delete --exclude=/.localmig \
+            "$new/qemu-$QEMU_VERSION/" "$src/"
+        rm -rf "$new"
+        echo "$series" >"$src/.localmig/series.key"
+        return 0
+    fi
+
+    log "unpacking $ORIG and applying the patches"
+    unpack_into "$new"
+    rm -rf "$out/src"
+    mv "$new" "$out/src"
+    mkdir -p "$src/.localmig"
+    echo "$base_key" >"$src/.localmig/base.key"
+    echo "$series" >"$src/.localmig/series.key"
+    rm -rf "$build"     # a new tree gets a new configure
+}
+
+# ---- configure and build -------------------------------------------------
+configure_build() {
+    local key
+    key=$(printf '%s\n' "${CONFIGURE_ARGS[@]}" | sha256sum | cut -d' ' -f1)
+    if [ -f "$build/build.ninja" ] &&
+       [ "$(cat "$build/.localmig-configure.key" 2>/dev/null)" = "$key" ]; then
+        return 0
+    fi
+    log "configuring in $build"
+    rm -rf "$build"
+    mkdir -p "$build"
+    # configure finds meson through --python; keep a pyenv python off PATH.
+    (cd "$build" &&
+     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+         "$src/configure" "${CONFIGURE_ARGS[@]}" >configure.log 2>&1) || {
+        tail -n 30 "$build/configure.log" >&2
+        die "configure failed, see $build/configure.log"
+    }
+    echo "$key" >"$build/.localmig-configure.key"
+}
+
+run_ninja() {
+    log "building qemu-system-x86_64 (ninja, incremental)"
+    PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+        ninja -C "$build" -j"$(nproc)" qemu-system-x86_64 >&2 ||
+        die "build failed"
+    # Outside the build directory: there, a qemu-bundle/ next to the binary
+    # would take precedence over the configured firmware path.
+    mkdir -p "$bindir"
+    if ! cmp -s "$build/qemu-system-x86_64" "$bindir/qemu-system-x86_64"; then
+        install -m 0755 "$build/qemu-system-x86_64" "$bindir/qemu-system-x86_64.new"
+        mv -f "$bindir/qemu-system-x86_64.new" "$bindir/qemu-system-x86_64"
+    fi
+}
+
+# ---- runtime firmware ----------------------------------------------------
+populate_firmware() {
+    local f
+    mkdir -p "$fwdir"
+    for f in /usr/share/seabios/*.bin /usr/lib/ipxe/qemu/*.rom \
+             /usr/share/qemu/{kvmvapic,linuxboot,linuxboot_dma,multiboot,multiboot_dma,pvh}.bin; do
+        [ -e "$f" ] || continue
+        ln -sfn "$f" "$fwdir/$(basename "$f")"
+    done
+    for f in bios-256k.bin efi-virtio.rom kvmvapic.bin linuxboot_dma.bin pvh.bin; do
+        [ -e "$fwdir/$f" ] || die "firmware $f missing from $fwdir"
+    done
+}
+
+main() {
+    install_deps
+    fetch_sources
+    prepare_source
+    configure_build
+    run_ninja
+    populate_firmware
+    "$bindir/qemu-system-x86_64" -version | head -n1 | grep -q "$QEMU_VERSION" ||
+        die "the built binary does not run"
+    {
+        echo "# Generated by qemu/build.sh; source this file."
+        printf 'QEMU_BIN=%q\n' "$bindir/qemu-system-x86_64"
+        printf 'QEMU_FIRMWARE_DIR=%q\n' "$fwdir"
+    } >"$out/qemu.env"
+    cat "$out/qemu.env" | grep -v '^#'
+}
+
+main "$@"

@@ -1,0 +1,448 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# The reference QEMU's backend transfer, end to end, without libvirt.
+#
+# Two processes of qemu/build.sh's QEMU; a guest whose virtio-net has a TAP
+# on bridge br0 inside a network namespace made (and always removed) here;
+# addresses only from 198.18.0.0/24 (bridge .1, guest .2).  Checks:
+#   - the QMP/qdev interface of DESIGN.md section 5 is there;
+#   - a destination with incoming-fds=on disturbs nothing while it waits:
+#     the source TAP's settings read before and after it started are
+#     identical, and pings with payload verification keep passing;
+#   - migration over a socketpair handed over as fd: URIs (as libvirt does)
+#     moves the very TAP: the destination holds the same open file (kcmp),
+#     /proc/PID/fdinfo shows iff: with the same name, the ifindex is the
+#     same, the TAP outlives the source; the guest answers pings throughout
+#     (largest gap and losses are printed);
+#   - killing the destination mid-migration (here over a unix: socket)
+#     leaves the source running on its TAP;
+#   - a stream without the TAP's fd fails the destination's load, and the
+#     source keeps running;
+#   - the refusals: incoming-fds with fd=/fds=/helper=/ifname=/vnet_hdr=/br=
+#     or without script=no/downscript=no, backend-transfer on a tcp (or
+#     non-UNIX fd:) channel, with TLS, with postcopy, changed during a
+#     migration, backend-transfer=on for a non-tap peer;
+#   - multiqueue: queues=2 hands over 2 fds.
+#
+# Run as root after qemu/build.sh:  qemu/tests/backend-transfer.sh
+# Output is TAP.  LM_KEEP=1 keeps the scratch dir (QEMU logs, ping logs).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+# shellcheck source=../../tests/e2e/lib/common.sh
+. "$repo/tests/e2e/lib/common.sh"
+
+[ "$(id -u)" = 0 ] || tap_skip_all "needs root (network namespace, TAP)"
+[ -c /dev/net/tun ] || tap_skip_all "no /dev/net/tun"
+
+qemu_env="${LOCALMIG_BUILD_ROOT:-$repo/_build}/qemu/qemu.env"
+[ -f "$qemu_env" ] || tap_skip_all "no reference QEMU: run qemu/build.sh first"
+# shellcheck disable=SC1090
+. "$qemu_env"
+[ -x "$QEMU_BIN" ] || tap_skip_all "$QEMU_BIN missing: run qemu/build.sh"
+
+"$repo/tests/e2e/guest/build-guest.sh" >/dev/null 2>&1 ||
+    tap_skip_all "cannot build the test guest (tests/e2e/guest/build-guest.sh)"
+# shellcheck disable=SC1090
+. "${LOCALMIG_CACHE:-/var/cache/libvirt-localmig}/guest/guest.env"
+
+PY=/usr/bin/python3
+QMP="$PY $here/lmqmp.py"
+TAPTOOL="$PY $here/taptool.py"
+MAC=52:54:00:4c:4d:02
+GUEST=$GUEST_IP
+
+tap_plan 49
+
+lm_tmpdir
+lm_netns_create bt
+T=$LM_TMP
+
+# ---- helpers -----------------------------------------------------------------
+# qmp NAME CMD [JSON]: run a command on QEMU NAME (socket $T/NAME.qmp).
+qmp() { $QMP "$T/$1.qmp" cmd "$2" ${3:+"$3"}; }
+
+# start_qemu NAME ARGS...: QEMU NAME in the namespace, in the background,
+# stderr to $T/NAME.log; waits for its QMP socket.  No -L: the binary must
+# find its firmware by itself, as when libvirt runs it.
+start_qemu() {
+    local name=$1 pid; shift
+    rm -f "$T/$name.qmp"
+    ip netns exec "$LM_NS" "$QEMU_BIN" -nodefaults -no-user-config \
+        -display none -machine pc,accel=tcg -m "$GUEST_MEM_MIB" \
+        -qmp "unix:$T/$name.qmp,server=on,wait=off" \
+        -serial "file:$T/$name.serial" "$@" \
+        </dev/null >"$T/$name.log" 2>&1 &
+    pid=$!
+    disown "$pid"       # no job notice when a test kills it
+    echo "$pid" >"$T/$name.pid"
+    lm_wait_until 20 test -S "$T/$name.qmp" || {
+        tap_diag "$name did not start:" "$(cat "$T/$name.log")"
+        return 1
+    }
+}
+
+qpid() { cat "$T/$1.pid"; }
+
+# guest_args TAPNAME QUEUES DEVICE_EXTRA: a source running the guest.
+guest_args() {
+    local tap=$1 queues=$2 extra=$3 mq=
+    [ "$queues" -gt 1 ] && mq=",mq=on,vectors=$((2 * queues + 2))"
+    echo "-kernel $GUEST_KERNEL -initrd $GUEST_INITRD" \
+         "-netdev tap,id=net0,ifname=$tap,queues=$queues,script=no,downscript=no" \
+         "-device virtio-net-pci,netdev=net0,mac=$MAC$mq$extra"
+}
+
+# dest_args QUEUES DEVICE_EXTRA: a destination waiting for the TAP.
+dest_args() {
+    local queues=$1 extra=$2 mq=
+    [ "$queues" -gt 1 ] && mq=",mq=on,vectors=$((2 * queues + 2))"
+    echo "-netdev tap,id=net0,incoming-fds=on,queues=$queues,script=no,downscript=no" \
+         "-device virtio-net-pci,netdev=net0,mac=$MAC$mq$extra" \
+         "-incoming defer"
+}
+
+# boot_guest NAME TAPNAME QUEUES DEVICE_EXTRA [QEMU ARGS...]
+boot_guest() {
+    local name=$1 tap=$2 queues=$3 extra=$4; shift 4
+    # shellcheck disable=SC2046
+    start_qemu "$name" $(guest_args "$tap" "$queues" "$extra") \
+        -append "$GUEST_CMDLINE" "$@" || return 1
+    # QEMU created the TAP; plug it into the bridge as libvirt would.
+    lm_wait_until 10 ip -n "$LM_NS" link show "$tap" || return 1
+    ip -n "$LM_NS" link set "$tap" master "$LM_BRIDGE"
+    ip -n "$LM_NS" link set "$tap" up
+    lm_wait_until 60 grep -q "$GUEST_READY_MARKER" "$T/$name.serial" || {
+        tap_diag "guest did not come up:" "$(tail -n 20 "$T/$name.serial")"
+        return 1
+    }
+    lm_wait_until 30 lm_nsexec ping -c 1 -W 1 "$GUEST"
+}
+
+set_backend_transfer() {   # NAME true|false
+    qmp "$1" migrate-set-parameters "{\"backend-transfer\": $2}" >/dev/null
+}
+
+# migrate_fd SRC DST: over a socketpair, both ends handed over with getfd.
+migrate_fd() { $QMP migrate-fd "$T/$1.qmp" "$T/$2.qmp"; }
+
+# wait_migration NAME [TIMEOUT]: prints key=value, fails unless completed.
+wait_migration() { $QMP "$T/$1.qmp" wait-migration "${2:-120}"; }
+
+status_of() { qmp "$1" query-status | $PY -c 'import json,sys; print(json.load(sys.stdin)["status"])'; }
+
+# tap_state NAME: the settings of NAME's first TAP fd, then ethtool's
+# offload view of the device; what a destination must not change.
+tap_state() {
+    local pid fd
+    pid=$(qpid "$1")
+    fd=$($TAPTOOL fds "$pid" | awk 'NR == 1 { print $1 }')
+    [ -n "$fd" ] || { echo "no TAP fd in $1"; return 1; }
+    $TAPTOOL state "$pid" "$fd"
+    lm_nsexec ethtool -k "$2" | grep -v '^Features for'
+}
+
+# payload_ping COUNT: pings with a pattern; ping reports mismatches as
+# "wrong data byte"; all must come back intact.
+payload_ping() {
+    local out
+    out=$(lm_nsexec ping -n -c "$1" -i 0.01 -W 1 -s 1200 -p a55a0ff0c33c "$GUEST" 2>&1) || {
+        echo "$out" | tail -n 3; return 1; }
+    if echo "$out" | grep -qi 'wrong data'; then
+        echo "$out" | grep -i 'wrong data' | head -n 3; return 1
+    fi
+    echo "$out" | grep -q " $1 received" || { echo "$out" | tail -n 2; return 1; }
+}
+
+ifindex() { ip -n "$LM_NS" -o link show "$1" | cut -d: -f1; }
+
+quit_qemu() {
+    local pid
+    pid=$(qpid "$1")
+    qmp "$1" quit >/dev/null 2>&1 || true
+    lm_wait_until 10 lm_pid_gone "$pid" || kill -KILL "$pid" 2>/dev/null || true
+}
+
+# ---- 1. interface probes -----------------------------------------------------
+start_qemu probe -S -netdev user,id=u0 || tap_bail "QEMU does not start"
+tap_check "QMP schema has migrate-set-parameters/arg-type/backend-transfer" \
+    $QMP "$T/probe.qmp" schema-has migrate-set-parameters/arg-type/backend-transfer
+tap_check "QMP schema has netdev_add/arg-type/+tap/incoming-fds" \
+    $QMP "$T/probe.qmp" schema-has netdev_add/arg-type/+tap/incoming-fds
+props=$(qmp probe device-list-properties '{"typename": "virtio-net-pci"}')
+echo "$props" | $PY -c '
+import json, sys
+p = {x["name"]: x for x in json.load(sys.stdin)}
+b = p["backend-transfer"]
+sys.exit(0 if b["type"] == "bool" and b.get("default-value") is False else 1)'
+tap_result $? "virtio-net-pci has property backend-transfer (bool, default off)" || :
+params() { qmp probe query-migrate-parameters | $PY -c 'import json,sys; print(json.load(sys.stdin)["backend-transfer"])'; }
+before=$(params); set_backend_transfer probe true; after=$(params)
+[ "$before/$after" = "False/True" ]
+tap_result $? "query-migrate-parameters shows backend-transfer (off, then on)" || :
+
+# ---- 2. refusals ---------------------------------------------------------------
+# refuse DESC EXPECTED-SUBSTRING QMP-COMMAND JSON
+refuse() {
+    local desc=$1 want=$2 out rc=0
+    out=$(qmp probe "$3" "$4") || rc=$?
+    if [ "$rc" -ne 0 ] && [[ "$out" == *"$want"* ]]; then
+        tap_ok "$desc"; tap_diag "error: $out"
+    else
+        tap_not_ok "$desc"; tap_diag "exit $rc, output: $out"
+    fi
+}
+inc='"type": "tap", "id": "bad", "incoming-fds": true'
+for opt in '"fd": "x"' '"fds": "x:y"' '"helper": "/bin/true"' \
+           '"ifname": "lmbad0"' '"vnet_hdr": true'; do
+    name=${opt#\"}; name=${name%%\"*}
+    refuse "netdev_add incoming-fds=on refuses $name=" "$name= is invalid" \
+        netdev_add "{$inc, \"script\": \"no\", \"downscript\": \"no\", $opt}"
+done
+refuse "netdev_add incoming-fds=on refuses a missing script=no" "script=no" \
+    netdev_add "{$inc, \"downscript\": \"no\"}"
+refuse "netdev_add incoming-fds=on refuses a missing downscript=no" "downscript=no" \
+    netdev_add "{$inc, \"script\": \"no\"}"
+out=$("$QEMU_BIN" -machine none -nodefaults -display none \
+      -netdev tap,id=x,incoming-fds=on,script=no 2>&1) && rc=0 || rc=$?
+[ "$rc" -ne 0 ] && [[ "$out" == *"downscript=no"* ]]
+tap_result $? "-netdev tap,incoming-fds=on without downscript=no fails to start" || :
+tap_diag "error: $out"
+refuse "TLS with backend-transfer on is refused" "cannot be used with TLS" \
+    migrate-set-parameters '{"tls-creds": "tls0"}'
+refuse "migrate over tcp with backend-transfer on is refused" \
+    "needs a channel that can pass file descriptors" \
+    migrate '{"uri": "tcp:127.0.0.1:9"}'
+out=$(PYTHONPATH=$here $PY -c '
+import socket, sys, lmqmp
+q = lmqmp.QMP(sys.argv[1])
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+q.cmd("getfd", {"fdname": "tcpfd"}, fds=[s.fileno()])
+try:
+    q.cmd("migrate", {"uri": "fd:tcpfd"})
+except lmqmp.QMPError as e:
+    print(e); sys.exit(1)' "$T/probe.qmp") && rc=0 || rc=$?
+[ "$rc" -ne 0 ] && [[ "$out" == *"not a UNIX domain socket"* ]]
+tap_result $? "migrate to an fd: that is a TCP socket is refused" || :
+tap_diag "error: $out"
+refuse "backend-transfer=on with a non-tap netdev is refused" \
+    "backend-transfer needs a tap netdev" \
+    device_add '{"driver": "virtio-net-pci", "netdev": "u0", "backend-transfer": true}'
+quit_qemu probe
+
+start_qemu dprobe -incoming defer || tap_bail "QEMU does not start"
+set_backend_transfer dprobe true
+out=$(qmp dprobe migrate-incoming '{"uri": "tcp:127.0.0.1:0"}') && rc=0 || rc=$?
+[ "$rc" -ne 0 ] && [[ "$out" == *"needs a channel that can pass file descriptors"* ]]
+tap_result $? "migrate-incoming over tcp with backend-transfer on is refused" || :
+tap_diag "error: $out"
+quit_qemu dprobe
+
+# ---- 3. the handover, fd: socketpair --------------------------------------------
+boot_guest src lmtap0 1 ",backend-transfer=on" ||
+    tap_bail "the guest did not boot on the reference QEMU"
+tap_ok "guest boots on the reference QEMU (firmware found without -L) and answers pings"
+
+lm_nsexec "$LM_PINGSTAT" start "$T/ping.log" "$GUEST" 0.01 >/dev/null
+"$LM_PINGSTAT" wait "$T/ping.log" 10 >/dev/null || tap_bail "no ping reply"
+idx0=$(ifindex lmtap0)
+state0=$(tap_state src lmtap0)
+tap_diag "source TAP before the destination starts:" "$(echo "$state0" | head -n 7)"
+
+# shellcheck disable=SC2046
+start_qemu dst $(dest_args 1 ",backend-transfer=on") || tap_bail "destination does not start"
+lm_wait_until 10 test "$(status_of dst)" = inmigrate
+sleep 0.5
+state1=$(tap_state src lmtap0)
+if [ "$state0" = "$state1" ] && [ -z "$($TAPTOOL fds "$(qpid dst)")" ]; then
+    tap_ok "waiting destination leaves the TAP alone (vnet header size, flags, sndbuf, O_NONBLOCK, ethtool -k unchanged; it holds no TAP)"
+else
+    tap_not_ok "waiting destination leaves the TAP alone"
+    tap_diag "$(diff <(echo "$state0") <(echo "$state1"))" "dst fds: $($TAPTOOL fds "$(qpid dst)")"
+fi
+tap_check "pings with payload verification pass while the destination waits" payload_ping 200
+
+set_backend_transfer src true
+set_backend_transfer dst true
+migrate_fd src dst || tap_bail "cannot start the migration"
+res=$(wait_migration src) && rc=0 || rc=$?
+tap_result "$rc" "migration over an fd: socketpair with backend-transfer completes" || :
+tap_diag "$(echo "$res" | tr '\n' ' ')"
+lm_wait_until 20 test "$(status_of dst)" = running
+tap_result $? "destination runs the guest" || :
+
+dfds=$($TAPTOOL fds "$(qpid dst)")
+sfd=$($TAPTOOL fds "$(qpid src)" | awk 'NR == 1 { print $1 }')
+dfd=$(echo "$dfds" | awk 'NR == 1 { print $1 }')
+[ "$(echo "$dfds" | awk '{ print $2 }')" = lmtap0 ]
+tap_result $? "destination's fdinfo shows iff: lmtap0 (one TAP fd)" || tap_diag "$dfds"
+$TAPTOOL same "$(qpid src)" "$sfd" "$(qpid dst)" "$dfd"
+tap_result $? "destination holds the source's very open file (kcmp)" || :
+state2=$(tap_state dst lmtap0)
+[ "$state0" = "$state2" ]
+tap_result $? "TAP settings on the destination are exactly the source's" ||
+    tap_diag "$(diff <(echo "$state0") <(echo "$state2"))"
+quit_qemu src
+sleep 0.3
+[ "$(ifindex lmtap0)" = "$idx0" ]
+tap_result $? "TAP outlives the source, same ifindex ($idx0)" || :
+tap_check "guest answers payload pings on the destination alone" payload_ping 100
+sum=$("$LM_PINGSTAT" stop "$T/ping.log")
+gap=$(echo "$sum" | sed -n 's/^max_gap_ms=//p')
+lost=$(echo "$sum" | sed -n 's/^lost_after_first_reply=//p')
+tap_diag "pings at 10 ms through the migration: $(echo "$sum" | grep -E '^(sent|received|lost_after_first_reply|max_gap_ms)=' | tr '\n' ' ')"
+awk -v g="$gap" -v l="$lost" 'BEGIN { exit !(g < 1000 && l <= 10) }'
+tap_result $? "guest answered pings throughout (largest gap ${gap} ms, ${lost} lost)" || :
+
+# ---- 4. back again over unix:, destination killed mid-way ------------------------
+mv "$T/dst.pid" "$T/g1.pid"; mv "$T/dst.qmp" "$T/g1.qmp"   # the guest's QEMU now
+# shellcheck disable=SC2046
+start_qemu dst2 $(dest_args 1 ",backend-transfer=on") || tap_bail "destination does not start"
+postcopy() {   # NAME true|false
+    qmp "$1" migrate-set-capabilities "{\"capabilities\": [{\"capability\": \"postcopy-ram\", \"state\": $2}]}" >/dev/null
+}
+for q in g1 dst2; do
+    set_backend_transfer "$q" true
+    postcopy "$q" true
+done
+qmp g1 migrate-set-parameters '{"max-bandwidth": 2000000}' >/dev/null
+qmp dst2 migrate-incoming "{\"uri\": \"unix:$T/mig.sock\"}" >/dev/null
+lm_wait_until 10 test -S "$T/mig.sock"
+qmp g1 migrate "{\"uri\": \"unix:$T/mig.sock\"}" >/dev/null
+sleep 1
+out=$(qmp g1 migrate-set-parameters '{"backend-transfer": false}') && rc=0 || rc=$?
+[ "$rc" -ne 0 ] && [[ "$out" == *"while a migration is in progress"* ]]
+tap_result $? "backend-transfer cannot change during a migration" || :
+tap_diag "error: $out"
+out=$(qmp g1 migrate-start-postcopy) && rc=0 || rc=$?
+[ "$rc" -ne 0 ] && [[ "$out" == *"Postcopy cannot be used with backend-transfer"* ]]
+tap_result $? "migrate-start-postcopy with backend-transfer is refused" || :
+tap_diag "error: $out"
+st=$(qmp g1 query-migrate | $PY -c 'import json,sys; print(json.load(sys.stdin)["status"])')
+kill -KILL "$(qpid dst2)"
+res=$(wait_migration g1 30) && rc=0 || rc=$?
+[ "$st" = active ] && [ "$rc" -ne 0 ] && [ "$(status_of g1)" = running ]
+tap_result $? "destination killed mid-migration: migration fails, source keeps running" || :
+tap_diag "status when killed: $st; $(echo "$res" | tr '\n' ' ')"
+s4=$(tap_state g1 lmtap0)
+[ "$s4" = "$state0" ] && [ "$(ifindex lmtap0)" = "$idx0" ]
+tap_result $? "source still holds its TAP, settings unchanged" ||
+    tap_diag "$(diff <(echo "$state0") <(echo "$s4"))"
+tap_check "guest answers payload pings on the source" payload_ping 100
+qmp g1 migrate-set-parameters '{"max-bandwidth": 134217728}' >/dev/null
+postcopy g1 false
+
+# ---- 5. a stream without the TAP: parameter off on the source ------------------
+# shellcheck disable=SC2046
+start_qemu dst3 $(dest_args 1 ",backend-transfer=on") || tap_bail "destination does not start"
+set_backend_transfer g1 false
+set_backend_transfer dst3 true
+# With the return path the source learns about the destination's failure.
+for q in g1 dst3; do
+    qmp "$q" migrate-set-capabilities '{"capabilities": [{"capability": "return-path", "state": true}]}' >/dev/null
+done
+migrate_fd g1 dst3 || tap_bail "cannot start the migration"
+res=$(wait_migration g1 60) && rc=0 || rc=$?
+lm_wait_until 10 lm_pid_gone "$(qpid dst3)"
+grep -q "carried none" "$T/dst3.log" && [ "$rc" -ne 0 ]
+tap_result $? "stream without the TAP (backend-transfer off on the source) fails the destination's load" || :
+tap_diag "destination: $(grep -m1 'carried none' "$T/dst3.log" || tail -n 3 "$T/dst3.log")"
+lm_wait_until 10 test "$(status_of g1)" = running &&
+    [ "$(tap_state g1 lmtap0)" = "$state0" ] && payload_ping 50 >/dev/null
+tap_result $? "source keeps running on its TAP, unchanged, pings pass" || :
+
+# ---- 6. the other way round: state arrives, destination has the parameter off ----
+# shellcheck disable=SC2046
+start_qemu dst4 $(dest_args 1 ",backend-transfer=on") || tap_bail "destination does not start"
+set_backend_transfer g1 true
+qmp dst4 migrate-set-capabilities '{"capabilities": [{"capability": "return-path", "state": true}]}' >/dev/null
+migrate_fd g1 dst4 || tap_bail "cannot start the migration"
+res=$(wait_migration g1 60) && rc=0 || rc=$?
+lm_wait_until 10 lm_pid_gone "$(qpid dst4)"
+grep -q "backend-transfer is off for this migration" "$T/dst4.log" && [ "$rc" -ne 0 ]
+tap_result $? "TAP state sent to a destination with backend-transfer off fails its load" || :
+tap_diag "destination: $(grep -m1 'backend-transfer is off' "$T/dst4.log" || tail -n 3 "$T/dst4.log")"
+lm_wait_until 10 test "$(status_of g1)" = running &&
+    [ "$(tap_state g1 lmtap0)" = "$state0" ] && payload_ping 50 >/dev/null
+tap_result $? "source keeps running on its TAP, unchanged (still O_NONBLOCK), pings pass" || :
+for q in g1; do
+    qmp "$q" migrate-set-capabilities '{"capabilities": [{"capability": "return-path", "state": false}]}' >/dev/null
+done
+quit_qemu g1
+lm_wait_until 10 sh -c "! ip -n $LM_NS link show lmtap0" 
+tap_result $? "TAP goes away with its last holder" || :
+
+# ---- 7. a stream without the TAP: source device without backend-transfer -------
+boot_guest src5 lmtap2 1 "" || tap_bail "the guest did not boot"
+s5=$(tap_state src5 lmtap2)
+# shellcheck disable=SC2046
+start_qemu dst5 $(dest_args 1 ",backend-transfer=on") || tap_bail "destination does not start"
+for q in src5 dst5; do
+    set_backend_transfer "$q" true
+    qmp "$q" migrate-set-capabilities '{"capabilities": [{"capability": "return-path", "state": true}]}' >/dev/null
+done
+migrate_fd src5 dst5 || tap_bail "cannot start the migration"
+res=$(wait_migration src5 60) && rc=0 || rc=$?
+lm_wait_until 10 lm_pid_gone "$(qpid dst5)"
+grep -q "carried none" "$T/dst5.log" && [ "$rc" -ne 0 ]
+tap_result $? "stream without the TAP (source device has backend-transfer off) fails the destination's load" || :
+tap_diag "destination: $(grep -m1 'carried none' "$T/dst5.log" || tail -n 3 "$T/dst5.log")"
+lm_wait_until 10 test "$(status_of src5)" = running &&
+    [ "$(tap_state src5 lmtap2)" = "$s5" ] && payload_ping 50 >/dev/null
+tap_result $? "source keeps running on its TAP, unchanged, pings pass" || :
+quit_qemu src5
+
+# ---- 8. multiqueue ---------------------------------------------------------------
+# mq_case SMP: queues=2 with 2 vCPUs (both queues attached: the guest
+# uses both) and with 1 vCPU (the guest uses one, the second queue is
+# detached from the TAP: it travels detached).
+mq_case() {
+    local smp=$1 nq smq dmq same s d sum gap lost what
+    what="queues=2, $smp vCPU"
+    boot_guest mqs lmtap1 2 ",backend-transfer=on" -smp "$smp" ||
+        tap_bail "the multiqueue guest did not boot"
+    nq=$(ip netns exec "$LM_NS" sh -c 'ls -d /sys/class/net/lmtap1/queues/tx-*' | wc -l)
+    tap_diag "$what: lmtap1 has $nq queue(s) attached"
+    smq=$($TAPTOOL fds "$(qpid mqs)")
+    lm_nsexec "$LM_PINGSTAT" start "$T/ping-mq$smp.log" "$GUEST" 0.01 >/dev/null
+    "$LM_PINGSTAT" wait "$T/ping-mq$smp.log" 10 >/dev/null || tap_bail "no ping reply"
+    # shellcheck disable=SC2046
+    start_qemu mqd $(dest_args 2 ",backend-transfer=on") -smp "$smp" ||
+        tap_bail "destination does not start"
+    set_backend_transfer mqs true
+    set_backend_transfer mqd true
+    migrate_fd mqs mqd || tap_bail "cannot start the migration"
+    res=$(wait_migration mqs) && rc=0 || rc=$?
+    lm_wait_until 20 test "$(status_of mqd)" = running && [ "$rc" -eq 0 ]
+    tap_result $? "multiqueue ($what): migration completes, destination runs" || :
+    tap_diag "$(echo "$res" | tr '\n' ' ')"
+    dmq=$($TAPTOOL fds "$(qpid mqd)")
+    same=0
+    for s in $(echo "$smq" | awk '{ print $1 }'); do
+        for d in $(echo "$dmq" | awk '{ print $1 }'); do
+            $TAPTOOL same "$(qpid mqs)" "$s" "$(qpid mqd)" "$d" && same=$((same + 1))
+        done
+    done
+    [ "$(echo "$dmq" | wc -l)" = 2 ] && [ "$same" = 2 ] &&
+        [ "$(ip netns exec "$LM_NS" sh -c 'ls -d /sys/class/net/lmtap1/queues/tx-*' | wc -l)" = "$nq" ]
+    tap_result $? "multiqueue ($what): destination holds both queues' open files (kcmp), $nq attached as before" ||
+        tap_diag "source: $smq" "destination: $dmq"
+    tap_diag "destination's TAP fds (fd iff): $(echo "$dmq" | tr '\n' ' ')"
+    quit_qemu mqs
+    tap_check "multiqueue ($what): guest answers payload pings on the destination" payload_ping 100
+    sum=$("$LM_PINGSTAT" stop "$T/ping-mq$smp.log")
+    gap=$(echo "$sum" | sed -n 's/^max_gap_ms=//p')
+    lost=$(echo "$sum" | sed -n 's/^lost_after_first_reply=//p')
+    awk -v g="$gap" -v l="$lost" 'BEGIN { exit !(g < 1000 && l <= 10) }'
+    tap_result $? "multiqueue ($what): guest answered pings throughout (largest gap ${gap} ms, ${lost} lost)" || :
+    quit_qemu mqd
+    mv "$T/mqs.log" "$T/mqs$smp.log"; mv "$T/mqd.log" "$T/mqd$smp.log"
+}
+mq_case 2
+mq_case 1
+
+lm_leftovers --ns "$LM_NS" >"$T/leftovers" 2>&1
+tap_result $? "nothing left in the namespace (processes, TAPs)" ||
+    tap_diag "$(cat "$T/leftovers")"
