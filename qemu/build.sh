@@ -3,7 +3,7 @@
 #
 # Build the reference QEMU: Debian 13's QEMU 10.0.13 source plus our patch
 # series (qemu/patches/), which implements the QEMU interface of
-# docs/DESIGN.md section 5 (backend-transfer, tap incoming-fds).  Only
+# ../shared/docs/DESIGN.md section 5 (backend-transfer, tap incoming-fds).  Only
 # qemu-system-x86_64 is built.
 #
 # Inputs (outside the repository):
