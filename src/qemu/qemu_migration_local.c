@@ -221,12 +221,12 @@ static int
 qemuMigrationLocalProcessParse(xmlNodePtr node,
                                qemuMigrationLocalProcess *proc)
 {
-    long long pid;
+    long long value;
 
     if (virXMLPropLongLong(node, "pid", 10, VIR_XML_PROP_NONNEGATIVE,
-                           &pid, 0) < 0)
+                           &value, 0) < 0)
         return -1;
-    proc->pid = pid;
+    proc->pid = value;
 
     if (virXMLPropInt(node, "id", 10, VIR_XML_PROP_REQUIRED,
                       &proc->id, 0) < 0)
