@@ -300,6 +300,22 @@ tap_result $? "guest answered pings throughout (largest gap ${gap} ms, ${lost} l
 mv "$T/dst.pid" "$T/g1.pid"; mv "$T/dst.qmp" "$T/g1.qmp"   # the guest's QEMU now
 # shellcheck disable=SC2046
 start_qemu dst2 $(dest_args 1 ",backend-transfer=on") || tap_bail "destination does not start"
+# failed_load SRC DST TAP STATE MESSAGE WHAT: migrate SRC into DST, which
+# must fail its load with MESSAGE in its log; then SRC must still run on
+# TAP with its settings STATE unchanged, answering payload pings.
+failed_load() {
+    local src=$1 dst=$2 tap=$3 state=$4 msg=$5 what=$6 rc
+    migrate_fd "$src" "$dst" || tap_bail "cannot start the migration"
+    wait_migration "$src" 60 >/dev/null && rc=0 || rc=$?
+    lm_wait_until 10 lm_pid_gone "$(qpid "$dst")"
+    grep -q "$msg" "$T/$dst.log" && [ "$rc" -ne 0 ]
+    tap_result $? "$what fails the destination's load" || :
+    tap_diag "destination: $(grep -m1 "$msg" "$T/$dst.log" || tail -n 3 "$T/$dst.log")"
+    lm_wait_until 10 test "$(status_of "$src")" = running &&
+        [ "$(tap_state "$src" "$tap")" = "$state" ] && payload_ping 50 >/dev/null
+    tap_result $? "source keeps running on its TAP, unchanged, pings pass" || :
+}
+
 postcopy() {   # NAME true|false
     qmp "$1" migrate-set-capabilities "{\"capabilities\": [{\"capability\": \"postcopy-ram\", \"state\": $2}]}" >/dev/null
 }
@@ -343,30 +359,17 @@ set_backend_transfer dst3 true
 for q in g1 dst3; do
     qmp "$q" migrate-set-capabilities '{"capabilities": [{"capability": "return-path", "state": true}]}' >/dev/null
 done
-migrate_fd g1 dst3 || tap_bail "cannot start the migration"
-res=$(wait_migration g1 60) && rc=0 || rc=$?
-lm_wait_until 10 lm_pid_gone "$(qpid dst3)"
-grep -q "carried none" "$T/dst3.log" && [ "$rc" -ne 0 ]
-tap_result $? "stream without the TAP (backend-transfer off on the source) fails the destination's load" || :
-tap_diag "destination: $(grep -m1 'carried none' "$T/dst3.log" || tail -n 3 "$T/dst3.log")"
-lm_wait_until 10 test "$(status_of g1)" = running &&
-    [ "$(tap_state g1 lmtap0)" = "$state0" ] && payload_ping 50 >/dev/null
-tap_result $? "source keeps running on its TAP, unchanged, pings pass" || :
+failed_load g1 dst3 lmtap0 "$state0" "carried none" \
+    "stream without the TAP (backend-transfer off on the source)"
 
 # ---- 6. the other way round: state arrives, destination has the parameter off ----
 # shellcheck disable=SC2046
 start_qemu dst4 $(dest_args 1 ",backend-transfer=on") || tap_bail "destination does not start"
 set_backend_transfer g1 true
 qmp dst4 migrate-set-capabilities '{"capabilities": [{"capability": "return-path", "state": true}]}' >/dev/null
-migrate_fd g1 dst4 || tap_bail "cannot start the migration"
-res=$(wait_migration g1 60) && rc=0 || rc=$?
-lm_wait_until 10 lm_pid_gone "$(qpid dst4)"
-grep -q "backend-transfer is off for this migration" "$T/dst4.log" && [ "$rc" -ne 0 ]
-tap_result $? "TAP state sent to a destination with backend-transfer off fails its load" || :
-tap_diag "destination: $(grep -m1 'backend-transfer is off' "$T/dst4.log" || tail -n 3 "$T/dst4.log")"
-lm_wait_until 10 test "$(status_of g1)" = running &&
-    [ "$(tap_state g1 lmtap0)" = "$state0" ] && payload_ping 50 >/dev/null
-tap_result $? "source keeps running on its TAP, unchanged (still O_NONBLOCK), pings pass" || :
+# (the TAP state compared includes O_NONBLOCK, which must survive)
+failed_load g1 dst4 lmtap0 "$state0" "backend-transfer is off for this migration" \
+    "TAP state sent to a destination with backend-transfer off"
 for q in g1; do
     qmp "$q" migrate-set-capabilities '{"capabilities": [{"capability": "return-path", "state": false}]}' >/dev/null
 done
@@ -383,15 +386,8 @@ for q in src5 dst5; do
     set_backend_transfer "$q" true
     qmp "$q" migrate-set-capabilities '{"capabilities": [{"capability": "return-path", "state": true}]}' >/dev/null
 done
-migrate_fd src5 dst5 || tap_bail "cannot start the migration"
-res=$(wait_migration src5 60) && rc=0 || rc=$?
-lm_wait_until 10 lm_pid_gone "$(qpid dst5)"
-grep -q "carried none" "$T/dst5.log" && [ "$rc" -ne 0 ]
-tap_result $? "stream without the TAP (source device has backend-transfer off) fails the destination's load" || :
-tap_diag "destination: $(grep -m1 'carried none' "$T/dst5.log" || tail -n 3 "$T/dst5.log")"
-lm_wait_until 10 test "$(status_of src5)" = running &&
-    [ "$(tap_state src5 lmtap2)" = "$s5" ] && payload_ping 50 >/dev/null
-tap_result $? "source keeps running on its TAP, unchanged, pings pass" || :
+failed_load src5 dst5 lmtap2 "$s5" "carried none" \
+    "stream without the TAP (source device has backend-transfer off)"
 quit_qemu src5
 
 # ---- 8. multiqueue ---------------------------------------------------------------
