@@ -37,17 +37,22 @@
  *              Failure: kill the new process, release only what it
  *              created (its TAPs), end the job.
  *
- *  MIGRATE     The two processes are joined by a socketpair(), one end
- *              each, passed with getfd; the old process streams its state,
+ *  MIGRATE     The two processes are joined by a socketpair(): the new
+ *              process inherits one end at exec ("-incoming defer", then
+ *              migrate-incoming "fd:N"), the old one gets the other with
+ *              getfd; the old process streams its state,
  *              handed-over TAPs included (owner: HANDOVER, both hold the
  *              fd; no teardown may touch it). Progress and abort work as
  *              for any outgoing migration. Failure: as in ROLLBACK.
  *
- *  SWITCHOVER  The old process completed and is paused; the new process is
- *              resumed. From the "cont" on, the new process is the
- *              guest: handed-over TAPs become TARGET, the domain adopts the
- *              new pid, monitor and paths, and the status XML is saved
- *              with them. There is no way back after this point.
+ *  SWITCHOVER  The old process completed and is paused. The domain adopts
+ *              the new process: pid, definition, private data and paths
+ *              are swapped with the holder object, the domain's monitor
+ *              connects to the new process and the status XML is saved
+ *              with it (phase CLEANUP, the old process recorded as
+ *              <source>); then the new process is resumed. Handed-over
+ *              TAPs become TARGET. Until the status is saved a restarted
+ *              daemon finds the old process and rolls back.
  *
  *  CLEANUP     The old process is killed and its private files removed.
  *              Host-side teardown is limited to what only the old process
@@ -69,9 +74,20 @@
 #include <config.h>
 
 #include "qemu_migration_local.h"
+#include "qemu_alias.h"
+#include "qemu_domain.h"
+#include "qemu_migration.h"
+#include "qemu_process.h"
 #include "viralloc.h"
 #include "virerror.h"
+#include "virfile.h"
 #include "virlog.h"
+#include "virnetdev.h"
+#include "virpidfile.h"
+#include "virprocess.h"
+#include "virutil.h"
+#include "viruri.h"
+#include "viruuid.h"
 
 #define VIR_FROM_THIS VIR_FROM_QEMU
 
@@ -132,6 +148,7 @@ qemuMigrationLocalFree(qemuMigrationLocal *local)
     for (i = 0; i < local->nnets; i++)
         qemuMigrationLocalNetClear(&local->nets[i]);
     g_free(local->nets);
+    qemuMigrationLocalProcessClear(&local->source);
     qemuMigrationLocalProcessClear(&local->target);
     g_free(local);
 }
@@ -173,6 +190,7 @@ qemuMigrationLocalFindNet(qemuMigrationLocal *local,
 
 static void
 qemuMigrationLocalProcessFormat(virBuffer *buf,
+                                const char *element,
                                 qemuMigrationLocalProcess *proc)
 {
     g_auto(virBuffer) attrBuf = VIR_BUFFER_INITIALIZER;
@@ -186,7 +204,7 @@ qemuMigrationLocalProcessFormat(virBuffer *buf,
                           proc->channelTargetDir);
     virBufferEscapeString(&attrBuf, " emulator='%s'", proc->emulator);
 
-    virXMLFormatElement(buf, "target", &attrBuf, NULL);
+    virXMLFormatElement(buf, element, &attrBuf, NULL);
 }
 
 
@@ -201,7 +219,9 @@ qemuMigrationLocalFormat(virBuffer *buf,
     virBufferAsprintf(&attrBuf, " phase='%s'",
                       qemuMigrationLocalPhaseTypeToString(local->phase));
 
-    qemuMigrationLocalProcessFormat(&childBuf, &local->target);
+    if (local->source.pid > 0)
+        qemuMigrationLocalProcessFormat(&childBuf, "source", &local->source);
+    qemuMigrationLocalProcessFormat(&childBuf, "target", &local->target);
 
     for (i = 0; i < local->nnets; i++) {
         qemuMigrationLocalNet *net = &local->nets[i];
@@ -294,6 +314,7 @@ qemuMigrationLocalParse(xmlXPathContextPtr ctxt,
     g_autofree xmlNodePtr *nodes = NULL;
     VIR_XPATH_NODE_AUTORESTORE(ctxt)
     xmlNodePtr node;
+    xmlNodePtr source;
     xmlNodePtr target;
     unsigned int phase;
     size_t i;
@@ -321,6 +342,10 @@ qemuMigrationLocalParse(xmlXPathContextPtr ctxt,
     if (qemuMigrationLocalProcessParse(target, &state->target) < 0)
         return -1;
 
+    if ((source = virXPathNode("./source", ctxt)) &&
+        qemuMigrationLocalProcessParse(source, &state->source) < 0)
+        return -1;
+
     if ((n = virXPathNodeSet("./interface", ctxt, &nodes)) < 0)
         return -1;
 
@@ -331,4 +356,980 @@ qemuMigrationLocalParse(xmlXPathContextPtr ctxt,
 
     *local = g_steal_pointer(&state);
     return 0;
+}
+
+
+/* ------------------------------------------------------------------------
+ * Checks done before anything starts
+ */
+
+typedef enum {
+    QEMU_MIGRATION_LOCAL_FLAG_USE,      /* means what it means elsewhere */
+    QEMU_MIGRATION_LOCAL_FLAG_IGNORE,   /* accepted, no effect */
+    QEMU_MIGRATION_LOCAL_FLAG_REFUSE,
+} qemuMigrationLocalFlagUse;
+
+typedef struct {
+    unsigned int flag;
+    const char *name;
+    qemuMigrationLocalFlagUse use;
+    const char *reason; /* why it is refused */
+} qemuMigrationLocalFlagRule;
+
+#define QEMU_MIGRATION_LOCAL_DISKS_REASON \
+    N_("the new process uses the same disks")
+#define QEMU_MIGRATION_LOCAL_POSTCOPY_REASON \
+    N_("the old process must be able to resume until the new one has all the state")
+
+static const qemuMigrationLocalFlagRule qemuMigrationLocalFlagRules[] = {
+    { VIR_MIGRATE_LIVE, "VIR_MIGRATE_LIVE",
+      QEMU_MIGRATION_LOCAL_FLAG_USE, NULL },
+    { VIR_MIGRATE_PEER2PEER, "VIR_MIGRATE_PEER2PEER",
+      QEMU_MIGRATION_LOCAL_FLAG_IGNORE, NULL },
+    { VIR_MIGRATE_TUNNELLED, "VIR_MIGRATE_TUNNELLED",
+      QEMU_MIGRATION_LOCAL_FLAG_REFUSE,
+      N_("the stream goes over a local socket pair, which a tunnel through the daemon would replace") },
+    /* the domain keeps its persistence; Nova passes both */
+    { VIR_MIGRATE_PERSIST_DEST, "VIR_MIGRATE_PERSIST_DEST",
+      QEMU_MIGRATION_LOCAL_FLAG_IGNORE, NULL },
+    { VIR_MIGRATE_UNDEFINE_SOURCE, "VIR_MIGRATE_UNDEFINE_SOURCE",
+      QEMU_MIGRATION_LOCAL_FLAG_IGNORE, NULL },
+    { VIR_MIGRATE_PAUSED, "VIR_MIGRATE_PAUSED",
+      QEMU_MIGRATION_LOCAL_FLAG_USE, NULL },
+    { VIR_MIGRATE_NON_SHARED_DISK, "VIR_MIGRATE_NON_SHARED_DISK",
+      QEMU_MIGRATION_LOCAL_FLAG_REFUSE, QEMU_MIGRATION_LOCAL_DISKS_REASON },
+    { VIR_MIGRATE_NON_SHARED_INC, "VIR_MIGRATE_NON_SHARED_INC",
+      QEMU_MIGRATION_LOCAL_FLAG_REFUSE, QEMU_MIGRATION_LOCAL_DISKS_REASON },
+    { VIR_MIGRATE_CHANGE_PROTECTION, "VIR_MIGRATE_CHANGE_PROTECTION",
+      QEMU_MIGRATION_LOCAL_FLAG_USE, NULL },
+    { VIR_MIGRATE_UNSAFE, "VIR_MIGRATE_UNSAFE",
+      QEMU_MIGRATION_LOCAL_FLAG_USE, NULL },
+    { VIR_MIGRATE_OFFLINE, "VIR_MIGRATE_OFFLINE",
+      QEMU_MIGRATION_LOCAL_FLAG_REFUSE,
+      N_("there is no running process to replace") },
+    { VIR_MIGRATE_COMPRESSED, "VIR_MIGRATE_COMPRESSED",
+      QEMU_MIGRATION_LOCAL_FLAG_USE, NULL },
+    { VIR_MIGRATE_ABORT_ON_ERROR, "VIR_MIGRATE_ABORT_ON_ERROR",
+      QEMU_MIGRATION_LOCAL_FLAG_USE, NULL },
+    { VIR_MIGRATE_AUTO_CONVERGE, "VIR_MIGRATE_AUTO_CONVERGE",
+      QEMU_MIGRATION_LOCAL_FLAG_USE, NULL },
+    { VIR_MIGRATE_RDMA_PIN_ALL, "VIR_MIGRATE_RDMA_PIN_ALL",
+      QEMU_MIGRATION_LOCAL_FLAG_REFUSE,
+      N_("the stream goes over a local socket pair, not RDMA") },
+    { VIR_MIGRATE_POSTCOPY, "VIR_MIGRATE_POSTCOPY",
+      QEMU_MIGRATION_LOCAL_FLAG_REFUSE, QEMU_MIGRATION_LOCAL_POSTCOPY_REASON },
+    { VIR_MIGRATE_TLS, "VIR_MIGRATE_TLS",
+      QEMU_MIGRATION_LOCAL_FLAG_REFUSE,
+      N_("the stream never leaves this host, and TLS cannot carry the file descriptors a local migration may pass") },
+    { VIR_MIGRATE_PARALLEL, "VIR_MIGRATE_PARALLEL",
+      QEMU_MIGRATION_LOCAL_FLAG_REFUSE,
+      N_("a socket pair is a single channel") },
+    { VIR_MIGRATE_NON_SHARED_SYNCHRONOUS_WRITES,
+      "VIR_MIGRATE_NON_SHARED_SYNCHRONOUS_WRITES",
+      QEMU_MIGRATION_LOCAL_FLAG_REFUSE, QEMU_MIGRATION_LOCAL_DISKS_REASON },
+    { VIR_MIGRATE_POSTCOPY_RESUME, "VIR_MIGRATE_POSTCOPY_RESUME",
+      QEMU_MIGRATION_LOCAL_FLAG_REFUSE, QEMU_MIGRATION_LOCAL_POSTCOPY_REASON },
+    { VIR_MIGRATE_ZEROCOPY, "VIR_MIGRATE_ZEROCOPY",
+      QEMU_MIGRATION_LOCAL_FLAG_REFUSE,
+      N_("zero-copy needs parallel migration") },
+    { VIR_MIGRATE_LOCAL, "VIR_MIGRATE_LOCAL",
+      QEMU_MIGRATION_LOCAL_FLAG_USE, NULL },
+};
+
+
+/* Returns the flags the job passes on, or -1 if one is refused. */
+static int
+qemuMigrationLocalCheckFlags(unsigned int flags,
+                             unsigned int *useFlags)
+{
+    unsigned int known = 0;
+    size_t i;
+
+    *useFlags = 0;
+
+    for (i = 0; i < G_N_ELEMENTS(qemuMigrationLocalFlagRules); i++) {
+        const qemuMigrationLocalFlagRule *rule = &qemuMigrationLocalFlagRules[i];
+
+        known |= rule->flag;
+        if (!(flags & rule->flag))
+            continue;
+
+        switch (rule->use) {
+        case QEMU_MIGRATION_LOCAL_FLAG_USE:
+            *useFlags |= rule->flag;
+            break;
+        case QEMU_MIGRATION_LOCAL_FLAG_IGNORE:
+            VIR_DEBUG("%s has no effect on a local migration", rule->name);
+            break;
+        case QEMU_MIGRATION_LOCAL_FLAG_REFUSE:
+            virReportError(VIR_ERR_ARGUMENT_UNSUPPORTED,
+                           _("local migration does not support %1$s: %2$s"),
+                           rule->name, _(rule->reason));
+            return -1;
+        }
+    }
+
+    if (flags & ~known) {
+        virReportError(VIR_ERR_ARGUMENT_UNSUPPORTED,
+                       _("local migration does not support flags 0x%1$x"),
+                       flags & ~known);
+        return -1;
+    }
+
+    return 0;
+}
+
+
+static int
+qemuMigrationLocalCheckParams(virDomainObj *vm,
+                              const char *graphicsuri,
+                              const char *listenAddress,
+                              const char **migrate_disks,
+                              int nbdPort,
+                              const char *nbdURI,
+                              const char *dname)
+{
+    const char *param = NULL;
+
+    if (graphicsuri)
+        param = VIR_MIGRATE_PARAM_GRAPHICS_URI;
+    else if (listenAddress)
+        param = VIR_MIGRATE_PARAM_LISTEN_ADDRESS;
+    else if (migrate_disks && migrate_disks[0])
+        param = VIR_MIGRATE_PARAM_MIGRATE_DISKS;
+    else if (nbdPort)
+        param = VIR_MIGRATE_PARAM_DISKS_PORT;
+    else if (nbdURI)
+        param = VIR_MIGRATE_PARAM_DISKS_URI;
+
+    if (param) {
+        virReportError(VIR_ERR_ARGUMENT_UNSUPPORTED,
+                       _("migration parameter '%1$s' has no meaning for a local migration"),
+                       param);
+        return -1;
+    }
+
+    if (dname && STRNEQ(dname, vm->def->name)) {
+        virReportError(VIR_ERR_ARGUMENT_UNSUPPORTED,
+                       _("a local migration cannot rename domain '%1$s' to '%2$s'"),
+                       vm->def->name, dname);
+        return -1;
+    }
+
+    return 0;
+}
+
+
+/* Does @server name this host without asking it? */
+static bool
+qemuMigrationLocalIsThisHostName(const char *server)
+{
+    g_autofree char *hostname = NULL;
+    size_t len;
+
+    if (!server || STRPREFIX(server, "localhost"))
+        return true;
+
+    if (!(hostname = virGetHostnameQuiet()))
+        return false;
+
+    if (STRCASEEQ(server, hostname))
+        return true;
+
+    /* "host" for "host.example.org" and the other way round */
+    len = strcspn(hostname, ".");
+    if (STRCASEEQLEN(server, hostname, len) && server[len] == '\0')
+        return true;
+    len = strcspn(server, ".");
+    return STRCASEEQLEN(server, hostname, len) && hostname[len] == '\0';
+}
+
+
+static int
+qemuMigrationLocalHostUUIDOf(const char *dconnuri,
+                             unsigned char *uuid)
+{
+    g_autoptr(virConnect) dconn = NULL;
+    g_autofree char *caps = NULL;
+    g_autofree char *uuidstr = NULL;
+    g_autoptr(xmlDoc) xml = NULL;
+    g_autoptr(xmlXPathContext) ctxt = NULL;
+
+    if (!(dconn = virConnectOpen(dconnuri)) ||
+        !(caps = virConnectGetCapabilities(dconn)))
+        return -1;
+
+    if (!(xml = virXMLParseStringCtxt(caps, _("(capabilities)"), &ctxt)))
+        return -1;
+
+    if (!(uuidstr = virXPathString("string(/capabilities/host/uuid)", ctxt)) ||
+        virUUIDParse(uuidstr, uuid) < 0) {
+        virReportError(VIR_ERR_INTERNAL_ERROR,
+                       _("'%1$s' does not report a host UUID"), dconnuri);
+        return -1;
+    }
+
+    return 0;
+}
+
+
+/*
+ * A local migration may name its destination; it must then be this host's
+ * QEMU driver. Names that cannot be anything else are taken as they are;
+ * other servers are asked for their host UUID, as the migration cookie
+ * would be.
+ */
+static int
+qemuMigrationLocalCheckURI(virDomainObj *vm,
+                           const char *dconnuri)
+{
+    g_autoptr(virURI) uri = NULL;
+    unsigned char here[VIR_UUID_BUFLEN];
+    unsigned char there[VIR_UUID_BUFLEN];
+    int rc;
+
+    if (!dconnuri)
+        return 0;
+
+    if (!(uri = virURIParse(dconnuri)))
+        return -1;
+
+    if (!uri->scheme ||
+        !(STREQ(uri->scheme, "qemu") || STRPREFIX(uri->scheme, "qemu+"))) {
+        virReportError(VIR_ERR_OPERATION_INVALID,
+                       _("destination '%1$s' of a local migration (--local) must be this host's QEMU driver"),
+                       dconnuri);
+        return -1;
+    }
+
+    if (qemuMigrationLocalIsThisHostName(uri->server))
+        return 0;
+
+    if (virGetHostUUID(here) < 0) {
+        virReportError(VIR_ERR_INTERNAL_ERROR, "%s",
+                       _("Unable to obtain host UUID"));
+        return -1;
+    }
+
+    virObjectUnlock(vm);
+    rc = qemuMigrationLocalHostUUIDOf(dconnuri, there);
+    virObjectLock(vm);
+    if (rc < 0)
+        return -1;
+
+    if (memcmp(here, there, VIR_UUID_BUFLEN) != 0) {
+        virReportError(VIR_ERR_OPERATION_INVALID,
+                       _("destination '%1$s' is another host; a local migration (--local) stays on this host"),
+                       dconnuri);
+        return -1;
+    }
+
+    return 0;
+}
+
+
+static int
+qemuMigrationLocalCollectChr(virDomainDef *def G_GNUC_UNUSED,
+                             virDomainChrDef *chr,
+                             void *opaque)
+{
+    const char **path = opaque;
+
+    if (!*path || !chr->source || chr->source->type != VIR_DOMAIN_CHR_TYPE_UNIX)
+        return 0;
+
+    if (STREQ_NULLABLE(chr->source->data.nix.path, *path))
+        *path = NULL; /* found */
+
+    return 0;
+}
+
+
+static int
+qemuMigrationLocalCheckChr(virDomainDef *oldDef G_GNUC_UNUSED,
+                           virDomainChrDef *chr,
+                           void *opaque)
+{
+    virDomainDef *newDef = opaque;
+    const char *path;
+
+    if (!chr->source || chr->source->type != VIR_DOMAIN_CHR_TYPE_UNIX ||
+        !chr->source->data.nix.listen || !chr->source->data.nix.path)
+        return 0;
+
+    path = chr->source->data.nix.path;
+    ignore_value(virDomainChrDefForeach(newDef, false,
+                                        qemuMigrationLocalCollectChr, &path));
+    if (path)
+        return 0;
+
+    virReportError(VIR_ERR_OPERATION_UNSUPPORTED,
+                   _("character device '%1$s' listens on the fixed socket '%2$s', which both processes would need; leave the path to libvirt for a local migration"),
+                   NULLSTR(chr->info.alias), chr->source->data.nix.path);
+    return -1;
+}
+
+
+/* Interface types for which the new process can get a backend of its own
+ * (a new TAP or macvtap) while the old process keeps its one. */
+static const bool qemuMigrationLocalNetNewBackend[VIR_DOMAIN_NET_TYPE_LAST] = {
+    [VIR_DOMAIN_NET_TYPE_BRIDGE] = true,
+    [VIR_DOMAIN_NET_TYPE_NETWORK] = true,
+    [VIR_DOMAIN_NET_TYPE_ETHERNET] = true,
+    [VIR_DOMAIN_NET_TYPE_DIRECT] = true,
+};
+
+
+/* Devices whose host side a second process of the same domain cannot
+ * have at the same time. */
+static int
+qemuMigrationLocalCheckDevices(virDomainDef *oldDef,
+                               virDomainDef *newDef)
+{
+    size_t i;
+
+    for (i = 0; i < newDef->nnets; i++) {
+        virDomainNetDef *net = newDef->nets[i];
+        const char *alias = net->info.alias ? net->info.alias : net->ifname;
+
+        if (!qemuMigrationLocalNetNewBackend[virDomainNetGetActualType(net)]) {
+            virReportError(VIR_ERR_OPERATION_UNSUPPORTED,
+                           _("interface '%1$s' of type '%2$s' cannot have a second backend for a local migration"),
+                           NULLSTR(alias),
+                           virDomainNetTypeToString(virDomainNetGetActualType(net)));
+            return -1;
+        }
+
+        if (net->managed_tap == VIR_TRISTATE_BOOL_NO) {
+            virReportError(VIR_ERR_OPERATION_UNSUPPORTED,
+                           _("interface '%1$s' uses the unmanaged TAP '%2$s', which cannot be re-created for the new process; hand it over with backend transfer (--local-backend-transfer)"),
+                           NULLSTR(alias), NULLSTR(net->ifname));
+            return -1;
+        }
+
+        /* auto-generated names were dropped when the definition was
+         * parsed; what is left was chosen by the user */
+        if (net->ifname) {
+            virReportError(VIR_ERR_OPERATION_UNSUPPORTED,
+                           _("interface '%1$s' has the fixed TAP name '%2$s', which the new process cannot create while the old one uses it; hand it over with backend transfer (--local-backend-transfer)"),
+                           NULLSTR(alias), net->ifname);
+            return -1;
+        }
+    }
+
+    for (i = 0; i < newDef->ntpms; i++) {
+        if (newDef->tpms[i]->type == VIR_DOMAIN_TPM_TYPE_EMULATOR) {
+            virReportError(VIR_ERR_OPERATION_UNSUPPORTED, "%s",
+                           _("an emulated TPM cannot be shared by two processes of a local migration"));
+            return -1;
+        }
+    }
+
+    for (i = 0; i < newDef->nfss; i++) {
+        if (newDef->fss[i]->fsdriver == VIR_DOMAIN_FS_DRIVER_TYPE_VIRTIOFS) {
+            virReportError(VIR_ERR_OPERATION_UNSUPPORTED,
+                           _("virtiofs filesystem '%1$s' cannot be shared by two processes of a local migration"),
+                           newDef->fss[i]->dst);
+            return -1;
+        }
+    }
+
+    for (i = 0; i < newDef->ngraphics; i++) {
+        virDomainGraphicsDef *gr = newDef->graphics[i];
+
+        if (gr->type == VIR_DOMAIN_GRAPHICS_TYPE_VNC &&
+            !gr->data.vnc.autoport && gr->data.vnc.port > 0) {
+            virReportError(VIR_ERR_OPERATION_UNSUPPORTED,
+                           _("VNC display has the fixed port %1$d, which the old process still listens on; use autoport or a UNIX socket for a local migration"),
+                           gr->data.vnc.port);
+            return -1;
+        }
+        if (gr->type == VIR_DOMAIN_GRAPHICS_TYPE_SPICE &&
+            !gr->data.spice.autoport &&
+            (gr->data.spice.port > 0 || gr->data.spice.tlsPort > 0)) {
+            virReportError(VIR_ERR_OPERATION_UNSUPPORTED, "%s",
+                           _("SPICE display has a fixed port, which the old process still listens on; use autoport for a local migration"));
+            return -1;
+        }
+    }
+
+    /* a listening UNIX socket of the old process is unlinked when the
+     * old process goes away */
+    if (virDomainChrDefForeach(oldDef, false,
+                               qemuMigrationLocalCheckChr, newDef) < 0)
+        return -1;
+
+    return 0;
+}
+
+
+/* The definition the new process starts with: @xmlin if given (another
+ * <emulator> typically), which must keep the guest ABI, or else the
+ * running definition as it would be migrated. */
+static virDomainDef *
+qemuMigrationLocalNewDef(virQEMUDriver *driver,
+                         virDomainObj *vm,
+                         const char *xmlin)
+{
+    qemuDomainObjPrivate *priv = vm->privateData;
+    g_autofree char *xml = NULL;
+    g_autoptr(virDomainDef) def = NULL;
+
+    if (!xmlin) {
+        if (!(xml = qemuDomainDefFormatLive(driver, priv->qemuCaps, vm->def,
+                                            priv->origCPU, false, true)))
+            return NULL;
+        xmlin = xml;
+    }
+
+    /* NULL caps: the post-parse callbacks look up the new <emulator> */
+    if (!(def = qemuMigrationAnyPrepareDef(driver, NULL, xmlin, NULL, NULL)))
+        return NULL;
+
+    if (STRNEQ(def->name, vm->def->name) ||
+        memcmp(def->uuid, vm->def->uuid, VIR_UUID_BUFLEN) != 0) {
+        virReportError(VIR_ERR_INVALID_ARG,
+                       _("the destination XML of a local migration must describe domain '%1$s' itself"),
+                       vm->def->name);
+        return NULL;
+    }
+
+    if (xml == NULL && !qemuDomainCheckABIStability(driver, vm, def))
+        return NULL;
+
+    return g_steal_pointer(&def);
+}
+
+
+static void
+qemuMigrationLocalProcessRecord(qemuMigrationLocalProcess *proc,
+                                virDomainObj *obj)
+{
+    qemuDomainObjPrivate *priv = obj->privateData;
+
+    qemuMigrationLocalProcessClear(proc);
+    memset(proc, 0, sizeof(*proc));
+    proc->pid = obj->pid;
+    proc->id = obj->def->id;
+    if (priv->monConfig && priv->monConfig->type == VIR_DOMAIN_CHR_TYPE_UNIX)
+        proc->monitor = g_strdup(priv->monConfig->data.nix.path);
+    proc->libDir = g_strdup(priv->libDir);
+    proc->channelTargetDir = g_strdup(priv->channelTargetDir);
+    proc->emulator = g_strdup(obj->def->emulator);
+}
+
+
+/* The object that holds the new process until the domain adopts it (and
+ * the old one afterwards). It is never in the domain list. */
+static virDomainObj *
+qemuMigrationLocalShadowNew(virQEMUDriver *driver,
+                            virDomainDef **def)
+{
+    virDomainObj *shadow;
+
+    if (!(shadow = virDomainObjNew(driver->xmlopt)))
+        return NULL;
+
+    QEMU_DOMAIN_PRIVATE(shadow)->localShadow = true;
+    shadow->def = g_steal_pointer(def);
+    return shadow;
+}
+
+
+static void
+qemuMigrationLocalShadowFree(virDomainObj **shadow)
+{
+    if (!*shadow)
+        return;
+
+    if ((*shadow)->job->asyncJob != VIR_ASYNC_JOB_NONE)
+        virDomainObjEndAsyncJob(*shadow);
+    virObjectUnlock(*shadow);
+    g_clear_pointer(shadow, virObjectUnref);
+}
+
+
+char *
+qemuMigrationLocalPidfilePath(const char *stateDir,
+                              const virDomainDef *def)
+{
+    g_autofree char *name = g_strdup_printf("%s.local-%d", def->name, def->id);
+
+    return virPidFileBuildPath(stateDir, name);
+}
+
+
+void
+qemuMigrationLocalShadowEvent(virDomainObj *vm,
+                              int eventType)
+{
+    if (eventType == QEMU_PROCESS_EVENT_MONITOR_EOF) {
+        /* the job waiting on this object stops at once */
+        VIR_DEBUG("new process of local migration of '%s' went away",
+                  vm->def->name);
+        QEMU_DOMAIN_PRIVATE(vm)->beingDestroyed = true;
+        virDomainObjBroadcast(vm);
+    }
+}
+
+
+/* LAUNCH: start the new process paused, reading the stream from @fd. */
+static int
+qemuMigrationLocalLaunch(virQEMUDriver *driver,
+                         virDomainObj *shadow,
+                         int fd,
+                         qemuMigrationParams *dstParams,
+                         unsigned int flags)
+{
+    qemuProcessIncomingDef *incoming = NULL;
+    g_autoptr(virBitmap) noCaps = virBitmapNew(QEMU_MIGRATION_CAP_LAST);
+    int ret = -1;
+
+    if (qemuMigrationJobStart(shadow, VIR_ASYNC_JOB_MIGRATION_IN, flags) < 0)
+        return -1;
+
+    if (qemuProcessInit(driver, shadow, NULL, VIR_ASYNC_JOB_MIGRATION_IN,
+                        true, 0) < 0 ||
+        qemuProcessPrepareDomain(driver, shadow, 0) < 0 ||
+        qemuProcessPrepareHost(driver, shadow, 0) < 0)
+        goto cleanup;
+
+    if (!(incoming = qemuProcessIncomingDefNew(driver, shadow, NULL, "stdio",
+                                               &fd, NULL, NULL, NULL)))
+        goto cleanup;
+
+    if (qemuProcessLaunch(NULL, driver, shadow, VIR_ASYNC_JOB_MIGRATION_IN,
+                          incoming, NULL,
+                          VIR_NETDEV_VPORT_PROFILE_OP_MIGRATE_IN_START,
+                          0) < 0)
+        goto cleanup;
+
+    /* the source enables no capability that needs this side's consent */
+    if (qemuMigrationParamsCheck(shadow, VIR_ASYNC_JOB_MIGRATION_IN,
+                                 dstParams, noCaps, noCaps) < 0 ||
+        qemuMigrationDstRun(shadow, incoming->uri, VIR_ASYNC_JOB_MIGRATION_IN,
+                            dstParams, flags) < 0)
+        goto cleanup;
+
+    ret = 0;
+
+ cleanup:
+    qemuProcessIncomingDefFree(incoming);
+    return ret;
+}
+
+
+#define QEMU_MIGRATION_LOCAL_SWAP(a, b) \
+    G_STMT_START { \
+        __typeof__(a) _tmp = (a); \
+        (a) = (b); \
+        (b) = _tmp; \
+    } G_STMT_END
+
+/* Exchange the processes of @vm and @shadow. Settings that belong to the
+ * domain rather than to a process stay with @vm. */
+static void
+qemuMigrationLocalSwap(virDomainObj *vm,
+                       virDomainObj *shadow)
+{
+    qemuDomainObjPrivate *domPriv = vm->privateData;
+    qemuDomainObjPrivate *procPriv = shadow->privateData;
+
+    /* monitors and agents call back into the object they were opened
+     * for; the domain reconnects to its new process afterwards */
+    g_clear_pointer(&domPriv->mon, qemuMonitorClose);
+    g_clear_pointer(&domPriv->agent, qemuAgentClose);
+    g_clear_pointer(&procPriv->mon, qemuMonitorClose);
+    g_clear_pointer(&procPriv->agent, qemuAgentClose);
+
+    procPriv->migMaxBandwidth = domPriv->migMaxBandwidth;
+    procPriv->agentTimeout = domPriv->agentTimeout;
+    procPriv->preMigrationState = domPriv->preMigrationState;
+    procPriv->signalIOError = domPriv->signalIOError;
+    QEMU_MIGRATION_LOCAL_SWAP(procPriv->fds, domPriv->fds);
+    QEMU_MIGRATION_LOCAL_SWAP(procPriv->origname, domPriv->origname);
+
+    procPriv->localShadow = false;
+    domPriv->localShadow = true;
+
+    QEMU_MIGRATION_LOCAL_SWAP(vm->privateData, shadow->privateData);
+    QEMU_MIGRATION_LOCAL_SWAP(vm->def, shadow->def);
+    QEMU_MIGRATION_LOCAL_SWAP(vm->pid, shadow->pid);
+}
+
+
+/* Connect the domain to the process it now has and let it run. */
+static int
+qemuMigrationLocalAttach(virQEMUDriver *driver,
+                         virDomainObj *vm,
+                         unsigned int flags)
+{
+    if (qemuConnectMonitor(driver, vm, VIR_ASYNC_JOB_MIGRATION_OUT,
+                           NULL, true) < 0)
+        return -1;
+
+    if (qemuConnectAgent(driver, vm) < 0)
+        VIR_WARN("cannot connect to the guest agent of '%s'", vm->def->name);
+
+    if (!(flags & VIR_MIGRATE_PAUSED) &&
+        QEMU_DOMAIN_PRIVATE(vm)->preMigrationState == VIR_DOMAIN_RUNNING)
+        return qemuProcessStartCPUs(driver, vm, VIR_DOMAIN_RUNNING_MIGRATED,
+                                    VIR_ASYNC_JOB_MIGRATION_OUT);
+
+    virDomainObjSetState(vm, VIR_DOMAIN_PAUSED, VIR_DOMAIN_PAUSED_MIGRATION);
+    return 0;
+}
+
+
+static void
+qemuMigrationLocalRecordNets(qemuMigrationLocal *local,
+                             virDomainDef *oldDef,
+                             virDomainDef *newDef)
+{
+    size_t i;
+
+    for (i = 0; i < oldDef->nnets && i < newDef->nnets; i++) {
+        qemuMigrationLocalNet *net;
+
+        if (!(net = qemuMigrationLocalFindNet(local, oldDef->nets[i]->info.alias)))
+            net = qemuMigrationLocalAddNet(local, oldDef->nets[i]->info.alias,
+                                           oldDef->nets[i]->ifname, NULL);
+        g_free(net->newIfname);
+        net->newIfname = g_strdup(newDef->nets[i]->ifname);
+    }
+}
+
+
+/* The domain's pidfile now names the new process; the old process's one
+ * is replaced, so its stop must not unlink it. */
+static void
+qemuMigrationLocalMovePidfile(virQEMUDriver *driver,
+                              virDomainObj *vm,
+                              virDomainObj *shadow)
+{
+    g_autoptr(virQEMUDriverConfig) cfg = virQEMUDriverGetConfig(driver);
+    qemuDomainObjPrivate *priv = vm->privateData;
+    g_autofree char *path = virPidFileBuildPath(cfg->stateDir, vm->def->name);
+
+    if (!path || !priv->pidfile || STREQ(path, priv->pidfile))
+        return;
+
+    g_clear_pointer(&QEMU_DOMAIN_PRIVATE(shadow)->pidfile, g_free);
+
+    if (rename(priv->pidfile, path) < 0) {
+        VIR_WARN("cannot rename %s to %s: %s",
+                 priv->pidfile, path, g_strerror(errno));
+        return;
+    }
+
+    g_free(priv->pidfile);
+    priv->pidfile = g_steal_pointer(&path);
+}
+
+
+static void
+qemuMigrationLocalSetPhase(virDomainObj *vm,
+                           qemuMigrationLocal *local,
+                           qemuMigrationLocalPhase phase)
+{
+    VIR_DEBUG("local migration of '%s': %s -> %s", vm->def->name,
+              qemuMigrationLocalPhaseTypeToString(local->phase),
+              qemuMigrationLocalPhaseTypeToString(phase));
+    local->phase = phase;
+    qemuDomainSaveStatus(vm);
+}
+
+
+/**
+ * qemuMigrationLocalPerform:
+ *
+ * Runs a whole local migration of @vm (locked, no job) as described at the
+ * top of this file. On failure the domain runs on its original process.
+ */
+int
+qemuMigrationLocalPerform(virQEMUDriver *driver,
+                          virDomainObj *vm,
+                          const char *xmlin,
+                          const char *dconnuri,
+                          const char *uri,
+                          const char *graphicsuri,
+                          const char *listenAddress,
+                          const char **migrate_disks,
+                          int nbdPort,
+                          const char *nbdURI,
+                          qemuMigrationParams *migParams,
+                          unsigned int flags,
+                          const char *dname,
+                          unsigned long resource)
+{
+    qemuDomainJobPrivate *jobPriv;
+    qemuMigrationLocal *local;
+    g_autoptr(virDomainDef) def = NULL;
+    g_autoptr(qemuMigrationParams) dstParams = NULL;
+    virDomainObj *shadow = NULL;
+    int fds[2] = { -1, -1 };
+    unsigned int useFlags;
+    bool adopted = false;
+    virErrorPtr orig_err = NULL;
+    int ret = -1;
+
+    VIR_DEBUG("vm=%s, dconnuri=%s, uri=%s, flags=0x%x",
+              vm->def->name, NULLSTR(dconnuri), NULLSTR(uri), flags);
+
+    if (qemuMigrationLocalCheckFlags(flags, &useFlags) < 0 ||
+        qemuMigrationLocalCheckParams(vm, graphicsuri, listenAddress,
+                                      migrate_disks, nbdPort, nbdURI,
+                                      dname) < 0 ||
+        qemuMigrationLocalCheckURI(vm, dconnuri) < 0)
+        return -1;
+
+    /* the channel is ours; a URI (Nova always passes one) is not used */
+    if (uri)
+        VIR_DEBUG("ignoring migration URI %s of a local migration", uri);
+
+    if (!(dstParams = qemuMigrationParamsFromFlags(NULL, 0, useFlags,
+                                                   QEMU_MIGRATION_DESTINATION)))
+        return -1;
+
+    if (qemuMigrationJobStart(vm, VIR_ASYNC_JOB_MIGRATION_OUT, flags) < 0)
+        return -1;
+    qemuDomainObjSetJobPhase(vm, QEMU_MIGRATION_PHASE_PERFORM3);
+    jobPriv = vm->job->privateData;
+
+    if (!virDomainObjIsActive(vm)) {
+        virReportError(VIR_ERR_OPERATION_INVALID, "%s",
+                       _("domain is not running"));
+        goto endjob;
+    }
+
+    if (!qemuMigrationSrcIsAllowed(vm, true, VIR_ASYNC_JOB_MIGRATION_OUT,
+                                   useFlags))
+        goto endjob;
+
+    /* PREPARE */
+    if (!(def = qemuMigrationLocalNewDef(driver, vm, xmlin)) ||
+        qemuMigrationLocalCheckDevices(vm->def, def) < 0)
+        goto endjob;
+
+    qemuMigrationSrcStoreDomainState(vm);
+    jobPriv->local = local = qemuMigrationLocalNew();
+    qemuMigrationLocalSetPhase(vm, local, QEMU_MIGRATION_LOCAL_PHASE_PREPARE);
+
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0) {
+        virReportSystemError(errno, "%s",
+                             _("cannot create the local migration channel"));
+        goto rollback;
+    }
+
+    /* LAUNCH */
+    if (!(shadow = qemuMigrationLocalShadowNew(driver, &def)))
+        goto rollback;
+    qemuMigrationLocalSetPhase(vm, local, QEMU_MIGRATION_LOCAL_PHASE_LAUNCH);
+
+    virObjectUnlock(vm);
+    if (qemuMigrationLocalLaunch(driver, shadow, fds[1], dstParams,
+                                 useFlags) < 0) {
+        qemuMigrationLocalProcessRecord(&local->target, shadow);
+        virObjectUnlock(shadow);
+        virObjectLock(vm);
+        virObjectLock(shadow);
+        goto rollback;
+    }
+    qemuMigrationLocalProcessRecord(&local->target, shadow);
+    qemuMigrationLocalRecordNets(local, vm->def, shadow->def);
+    VIR_FORCE_CLOSE(fds[1]);
+    virObjectUnlock(shadow);
+    virObjectLock(vm);
+
+    /* MIGRATE */
+    qemuMigrationLocalSetPhase(vm, local, QEMU_MIGRATION_LOCAL_PHASE_MIGRATE);
+    useFlags &= ~VIR_MIGRATE_PAUSED; /* applies to the new process */
+    if (qemuMigrationSrcRunLocal(driver, vm, fds[0], useFlags, resource,
+                                 migParams) < 0) {
+        fds[0] = -1; /* closed by the monitor code */
+        virObjectLock(shadow);
+        goto rollback;
+    }
+    fds[0] = -1;
+
+    virObjectLock(shadow);
+    if (qemuMigrationDstWaitForCompletion(shadow, VIR_ASYNC_JOB_MIGRATION_IN,
+                                          false) < 0 ||
+        qemuProcessRefreshState(driver, shadow,
+                                VIR_ASYNC_JOB_MIGRATION_IN) < 0)
+        goto rollback;
+
+    qemuMigrationParamsReset(shadow, VIR_ASYNC_JOB_MIGRATION_IN,
+                             ((qemuDomainJobPrivate *) shadow->job->privateData)->migParams, useFlags);
+    qemuMigrationParamsReset(vm, VIR_ASYNC_JOB_MIGRATION_OUT,
+                             jobPriv->migParams, useFlags);
+
+    /* SWITCHOVER */
+    qemuMigrationLocalSetPhase(vm, local, QEMU_MIGRATION_LOCAL_PHASE_SWITCHOVER);
+    qemuMigrationLocalProcessRecord(&local->source, vm);
+    qemuMigrationLocalSwap(vm, shadow);
+    adopted = true;
+    qemuMigrationLocalSetPhase(vm, local, QEMU_MIGRATION_LOCAL_PHASE_CLEANUP);
+
+    if (qemuMigrationLocalAttach(driver, vm, flags) < 0) {
+        /* the old process is intact and paused: take it back */
+        virErrorPreserveLast(&orig_err);
+        g_clear_pointer(&QEMU_DOMAIN_PRIVATE(vm)->mon, qemuMonitorClose);
+        qemuMigrationLocalSwap(vm, shadow);
+        adopted = false;
+        if (qemuConnectMonitor(driver, vm, VIR_ASYNC_JOB_MIGRATION_OUT,
+                               NULL, true) < 0)
+            VIR_WARN("cannot reconnect to the old process of '%s'",
+                     vm->def->name);
+        virErrorRestore(&orig_err);
+        goto rollback;
+    }
+
+    /* CLEANUP */
+    qemuMigrationLocalMovePidfile(driver, vm, shadow);
+    qemuProcessStop(driver, shadow, VIR_DOMAIN_SHUTOFF_MIGRATED,
+                    VIR_ASYNC_JOB_MIGRATION_IN,
+                    VIR_QEMU_PROCESS_STOP_MIGRATED |
+                    VIR_QEMU_PROCESS_STOP_NO_RELABEL);
+
+    if (vm->job->completed)
+        vm->job->completed->status = VIR_DOMAIN_JOB_STATUS_COMPLETED;
+    ret = 0;
+    goto endjob;
+
+ rollback:
+    virErrorPreserveLast(&orig_err);
+    qemuMigrationLocalSetPhase(vm, local, QEMU_MIGRATION_LOCAL_PHASE_ROLLBACK);
+    if (shadow && !adopted)
+        qemuProcessStop(driver, shadow, VIR_DOMAIN_SHUTOFF_FAILED,
+                        VIR_ASYNC_JOB_MIGRATION_IN,
+                        VIR_QEMU_PROCESS_STOP_MIGRATED |
+                        VIR_QEMU_PROCESS_STOP_NO_RELABEL);
+    if (virDomainObjIsActive(vm)) {
+        qemuMigrationParamsReset(vm, VIR_ASYNC_JOB_MIGRATION_OUT,
+                                 jobPriv->migParams, useFlags);
+        qemuMigrationSrcRestoreDomainState(driver, vm);
+    }
+    virErrorRestore(&orig_err);
+
+ endjob:
+    VIR_FORCE_CLOSE(fds[0]);
+    VIR_FORCE_CLOSE(fds[1]);
+    qemuMigrationLocalShadowFree(&shadow);
+    g_clear_pointer(&jobPriv->local, qemuMigrationLocalFree);
+    virDomainObjEndAsyncJob(vm);
+    qemuDomainSaveStatus(vm);
+    return ret;
+}
+
+
+/* Is the process recorded in @proc still that QEMU process? */
+static bool
+qemuMigrationLocalProcessIsAlive(qemuMigrationLocalProcess *proc)
+{
+    g_autofree char *cmdline = NULL;
+    g_autofree char *path = NULL;
+    int len;
+
+    if (proc->pid <= 0 || !proc->monitor || virProcessKill(proc->pid, 0) < 0)
+        return false;
+
+    /* a recycled pid would not have our monitor socket on its command line */
+    path = g_strdup_printf("/proc/%lld/cmdline", (long long) proc->pid);
+    if ((len = virFileReadAll(path, 1024 * 1024, &cmdline)) < 0)
+        return false;
+
+    return memmem(cmdline, len, proc->monitor, strlen(proc->monitor)) != NULL;
+}
+
+
+/**
+ * qemuMigrationLocalRecover:
+ *
+ * Called when a restarted daemon finds @vm with the outgoing migration
+ * @job. For a local migration it discards the process that is not the
+ * domain's (the new one before switchover, the old one after) together
+ * with its TAPs' <downscript>.
+ *
+ * Returns 1 if the domain already runs on its new process and nothing is
+ * left to recover, 0 if the usual recovery of an interrupted outgoing
+ * migration (cancel and resume) must follow, -1 on error.
+ */
+int
+qemuMigrationLocalRecover(virQEMUDriver *driver,
+                          virDomainObj *vm,
+                          virDomainJobObj *job)
+{
+    g_autoptr(virQEMUDriverConfig) cfg = virQEMUDriverGetConfig(driver);
+    qemuDomainJobPrivate *jobPriv = job->privateData;
+    qemuMigrationLocal *local = jobPriv->local;
+    qemuMigrationLocalProcess *other;
+    g_autofree char *otherPidfile = NULL;
+    bool adopted;
+    size_t i;
+
+    if (job->asyncJob != VIR_ASYNC_JOB_MIGRATION_OUT || !local)
+        return 0;
+
+    adopted = local->phase == QEMU_MIGRATION_LOCAL_PHASE_CLEANUP;
+    other = adopted ? &local->source : &local->target;
+
+    VIR_INFO("interrupted local migration of '%s' in phase %s: discarding the %s process %lld",
+             vm->def->name, qemuMigrationLocalPhaseTypeToString(local->phase),
+             adopted ? "old" : "new", (long long) other->pid);
+
+    if (qemuMigrationLocalProcessIsAlive(other) &&
+        virProcessKillPainfully(other->pid, true) < 0)
+        VIR_WARN("cannot kill process %lld", (long long) other->pid);
+
+    if (other->monitor)
+        unlink(other->monitor);
+    if (other->libDir)
+        virFileDeleteTree(other->libDir);
+    if (other->channelTargetDir)
+        virFileDeleteTree(other->channelTargetDir);
+
+    /* its TAPs went away with it; what is left is the <downscript> */
+    for (i = 0; i < local->nnets; i++) {
+        const char *tap = adopted ? local->nets[i].ifname : local->nets[i].newIfname;
+        size_t j;
+
+        if (!tap || local->nets[i].owner != QEMU_MIGRATION_LOCAL_NET_OWNER_SOURCE)
+            continue;
+
+        for (j = 0; j < vm->def->nnets; j++) {
+            virDomainNetDef *net = vm->def->nets[j];
+
+            if (STREQ_NULLABLE(net->info.alias, local->nets[i].alias) &&
+                net->downscript)
+                ignore_value(virNetDevRunEthernetScript(tap, net->downscript));
+        }
+    }
+
+    if (adopted) {
+        virDomainDef tmp = { .name = vm->def->name, .id = vm->def->id };
+
+        otherPidfile = qemuMigrationLocalPidfilePath(cfg->stateDir, &tmp);
+        if (otherPidfile && QEMU_DOMAIN_PRIVATE(vm)->pidfile &&
+            rename(otherPidfile, QEMU_DOMAIN_PRIVATE(vm)->pidfile) < 0 &&
+            errno != ENOENT)
+            VIR_WARN("cannot rename %s: %s", otherPidfile, g_strerror(errno));
+    } else {
+        virDomainDef tmp = { .name = vm->def->name, .id = other->id };
+
+        if ((otherPidfile = qemuMigrationLocalPidfilePath(cfg->stateDir, &tmp)))
+            unlink(otherPidfile);
+    }
+
+    g_clear_pointer(&jobPriv->local, qemuMigrationLocalFree);
+
+    if (!adopted)
+        return 0;
+
+    if (virDomainObjGetState(vm, NULL) == VIR_DOMAIN_PAUSED &&
+        qemuProcessStartCPUs(driver, vm, VIR_DOMAIN_RUNNING_MIGRATED,
+                             VIR_ASYNC_JOB_NONE) < 0)
+        return -1;
+
+    return 1;
 }

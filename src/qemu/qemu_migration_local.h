@@ -20,8 +20,11 @@
 
 #include "internal.h"
 #include "virbuffer.h"
+#include "virconftypes.h"
+#include "virdomainjob.h"
 #include "virenum.h"
 #include "virxml.h"
+#include "qemu_migration_params.h"
 
 typedef enum {
     QEMU_MIGRATION_LOCAL_PHASE_PREPARE = 0, /* checks; nothing exists yet */
@@ -68,6 +71,7 @@ struct _qemuMigrationLocalProcess {
 typedef struct _qemuMigrationLocal qemuMigrationLocal;
 struct _qemuMigrationLocal {
     qemuMigrationLocalPhase phase;
+    qemuMigrationLocalProcess source; /* the old process, from SWITCHOVER on */
     qemuMigrationLocalProcess target;
     size_t nnets;
     qemuMigrationLocalNet *nets;
@@ -97,3 +101,32 @@ qemuMigrationLocalFormat(virBuffer *buf,
 int
 qemuMigrationLocalParse(xmlXPathContextPtr ctxt,
                         qemuMigrationLocal **local);
+
+int
+qemuMigrationLocalPerform(virQEMUDriver *driver,
+                          virDomainObj *vm,
+                          const char *xmlin,
+                          const char *dconnuri,
+                          const char *uri,
+                          const char *graphicsuri,
+                          const char *listenAddress,
+                          const char **migrate_disks,
+                          int nbdPort,
+                          const char *nbdURI,
+                          qemuMigrationParams *migParams,
+                          unsigned int flags,
+                          const char *dname,
+                          unsigned long resource);
+
+int
+qemuMigrationLocalRecover(virQEMUDriver *driver,
+                          virDomainObj *vm,
+                          virDomainJobObj *job);
+
+char *
+qemuMigrationLocalPidfilePath(const char *stateDir,
+                              const virDomainDef *def);
+
+void
+qemuMigrationLocalShadowEvent(virDomainObj *vm,
+                              int eventType);
