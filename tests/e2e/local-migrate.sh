@@ -1,0 +1,264 @@
+#!/bin/bash
+# Local migration (virsh migrate --live --local) of a real guest with
+# classic networking under the built libvirt and Debian 12's QEMU, pinged
+# every 10 ms from its namespace: success twice in a row, refusals, faults
+# (domjobabort, the new QEMU killed, the daemon killed), then destroy,
+# start, destroy with nothing left over.  TAP output.
+#
+# Env: as boot-ping.sh (LIBVIRT_BUILDDIR, LIBVIRT_WAIT, QEMU, LM_KEEP).
+set -euo pipefail
+. "$(dirname "$0")/lib/common.sh"
+. "$LM_LIB_DIR/libvirt.sh"
+
+BOOT_TIMEOUT=${BOOT_TIMEOUT:-90}
+# slow enough for a fault to land mid-migration (MiB/s)
+SLOW_BANDWIDTH=${SLOW_BANDWIDTH:-2}
+
+[ "$(id -u)" = 0 ] || tap_skip_all "must run as root"
+lv_wait_build "${LIBVIRT_WAIT:-0}" ||
+    tap_skip_all "no libvirt build at $LIBVIRT_BUILDDIR (set LIBVIRT_WAIT to wait)"
+
+tap_plan 31
+
+tap_check "guest image built" "$LM_E2E_DIR/guest/build-guest.sh" ||
+    tap_bail "no guest image"
+. "${LOCALMIG_CACHE:-/var/cache/libvirt-localmig}/guest/guest.env"
+
+lm_tmpdir
+root=$LM_TMP/root
+dom=lm-local-$$
+serial=$LM_TMP/serial.log
+lv_ensure_qemu_user
+lv_embed_root "$root"
+lm_netns_create local
+lv_domain_xml "$dom" "$serial" >"$LM_TMP/$dom.xml"
+
+show_logs() {
+    tap_diag "libvirt log:" "$(grep -v ' info : \| warning : ' "$root/libvirt.log" 2>/dev/null | tail -n 10)"
+    tap_diag "libvirt QEMU log:" "$(tail -n 10 "$root/log/qemu/$dom.log" 2>/dev/null)"
+}
+
+# QEMU processes of the domain (there must be exactly one between steps)
+qemu_pids() {
+    local p
+    for p in $(pgrep -f -- "-name guest=$dom," || :); do
+        [ "$(cat "/proc/$p/comm" 2>/dev/null)" = qemu-system-x86 ] && echo "$p"
+    done | sort
+}
+
+# a QEMU of the domain other than $old
+new_qemu() { qemu_pids | grep -vx "$old" | head -n1 || :; }
+has_new_qemu() { [ -n "$(new_qemu)" ]; }
+
+one_qemu() {
+    local pids
+    pids=$(qemu_pids)
+    [ "$(wc -w <<<"$pids")" -eq 1 ] && [ "$pids" = "$(lv_qemu_pid "$root" "$dom")" ]
+}
+
+# ping the guest for the duration of "$@"; prints the pingstat figures
+pinged() {
+    local log=$LM_TMP/ping.$RANDOM rc=0
+    lm_nsexec "$LM_PINGSTAT" start "$log" "$GUEST_IP" 0.01 >/dev/null
+    "$LM_PINGSTAT" wait "$log" 30 >/dev/null || :
+    "$@" || rc=$?
+    sleep 1
+    "$LM_PINGSTAT" stop "$log" >"$LM_TMP/last.stats"
+    return $rc
+}
+
+stat_of() { sed -n "s/^$1=//p" "$LM_TMP/last.stats"; }
+
+answers() {
+    pinged sleep 1 && [ "$(stat_of received)" -gt 50 ] &&
+        [ "$(stat_of lost_after_first_reply)" -le 2 ]
+}
+
+tap_check "define and start $dom" \
+    lv_virsh "$root" "define $LM_TMP/$dom.xml; start $dom" || { show_logs; tap_bail "start failed"; }
+lm_wait_until "$BOOT_TIMEOUT" grep -q "$GUEST_READY_MARKER" "$serial" ||
+    tap_bail "guest did not boot"
+tap_check "guest answers pings" answers || tap_bail "no ping"
+
+# --- success, twice ---------------------------------------------------
+for round in 1 2; do
+    pid0=$(lv_qemu_pid "$root" "$dom")
+    tap0=$(lv_domain_tap "$root" "$dom")
+    t0=$(lm_now)
+    if pinged lv_virsh "$root" migrate --live --local --verbose "$dom" \
+            >"$LM_TMP/migrate.out" 2>&1; then
+        tap_ok "migrate --live --local #$round ($(lm_ms_since "$t0") ms incl. ping tail)"
+    else
+        tap_not_ok "migrate --live --local #$round"
+        tap_diag "$(cat "$LM_TMP/migrate.out")"
+        show_logs
+    fi
+    pid1=$(lv_qemu_pid "$root" "$dom")
+    if [ -n "$pid1" ] && [ "$pid1" != "$pid0" ] && lm_pid_alive "$pid1" &&
+       lm_wait_until 10 lm_pid_gone "$pid0"; then
+        tap_ok "#$round: QEMU pid $pid0 -> $pid1, the old process is gone"
+    else
+        tap_not_ok "#$round: QEMU pid changed ($pid0 -> '$pid1')"
+    fi
+    gap=$(stat_of max_gap_ms); lost=$(stat_of lost_after_first_reply)
+    if [ "$(stat_of received)" -gt 0 ] && [ "$(stat_of unanswered_tail)" -eq 0 ]; then
+        tap_ok "#$round: guest answered throughout; largest ping gap $gap ms, $lost packets lost"
+    else
+        tap_not_ok "#$round: guest answers after the migration"
+        tap_diag "$(cat "$LM_TMP/last.stats")"
+    fi
+    info=$(lv_virsh "$root" dominfo "$dom")
+    if grep -q '^State: *running' <<<"$info" && grep -q '^Persistent: *yes' <<<"$info"; then
+        tap_ok "#$round: domain running and still persistent"
+    else
+        tap_not_ok "#$round: domain running and still persistent"
+        tap_diag "$info"
+    fi
+    tap1=$(lv_domain_tap "$root" "$dom")
+    if [ -n "$tap1" ] && [ "$tap1" != "$tap0" ] &&
+       ip -n "$LM_NS" -o link show dev "$tap1" | grep -q " master $LM_BRIDGE " &&
+       ! ip -n "$LM_NS" link show dev "$tap0" >/dev/null 2>&1; then
+        tap_ok "#$round: new TAP $tap1 on $LM_BRIDGE, old TAP $tap0 removed"
+    else
+        tap_not_ok "#$round: new TAP on the bridge ($tap0 -> '$tap1')"
+    fi
+done
+
+# --- refusals ---------------------------------------------------------
+# refused NAME PATTERN ARGS...: the migrate command fails, its error
+# matches PATTERN, and the domain is untouched (same single QEMU).
+refused() {
+    local name=$1 pattern=$2 pid out; shift 2
+    pid=$(lv_qemu_pid "$root" "$dom")
+    if out=$(lv_virsh "$root" migrate --domain "$dom" "$@" 2>&1); then
+        tap_not_ok "$name refused (it succeeded)"
+    elif grep -q -- "$pattern" <<<"$out" && one_qemu &&
+         [ "$(lv_qemu_pid "$root" "$dom")" = "$pid" ]; then
+        tap_ok "$name refused, domain untouched: $(tr '\n' ' ' <<<"$out" | sed 's/^error: //')"
+    else
+        tap_not_ok "$name refused with a message matching '$pattern', domain untouched"
+        tap_diag "$out"
+    fi
+}
+
+refused "same host without --local" "--local" \
+    --live --p2p "qemu:///embed?root=$root"
+refused "--local --tls" "VIR_MIGRATE_TLS" --live --local --tls
+refused "--local --p2p --tunnelled" "VIR_MIGRATE_TUNNELLED" \
+    --live --local --p2p --tunnelled "qemu:///embed?root=$root"
+refused "--local to another driver" "--local" --live --local test:///default
+refused "--local --copy-storage-all" "VIR_MIGRATE_NON_SHARED_DISK" \
+    --live --local --copy-storage-all
+tap_check "guest still answers after the refusals" answers
+
+# --- faults -----------------------------------------------------------
+# start_slow: a local migration in the background, slowed down so that
+# a fault lands while the state streams; waits for the new QEMU.
+start_slow() {
+    old=$(lv_qemu_pid "$root" "$dom")
+    LIBVIRT_LOG_OUTPUTS="3:file:$root/libvirt.log" \
+        ip netns exec "$LM_NS" "$LIBVIRT_BUILDDIR/run" "$LIBVIRT_BUILDDIR/tools/virsh" \
+        -q -c "qemu:///embed?root=$root" \
+        migrate --live --local --bandwidth "$SLOW_BANDWIDTH" "$dom" \
+        >"$LM_TMP/slow.out" 2>&1 &
+    virsh_pid=$!
+    new=
+    lm_wait_until 30 has_new_qemu && new=$(new_qemu)
+    sleep 2   # into the MIGRATE phase
+}
+
+# after_fault NAME: exactly one QEMU, the original one, and the guest
+# answers pings (after a later virsh has reconnected).
+after_fault() {
+    local name=$1
+    if one_qemu && [ "$(lv_qemu_pid "$root" "$dom")" = "$old" ] && answers &&
+       lv_virsh "$root" domstate "$dom" | grep -q running; then
+        tap_ok "$name: guest answers on its original QEMU $old, the only one; gap $(stat_of max_gap_ms) ms"
+    else
+        tap_not_ok "$name: guest answers on exactly one QEMU (the original $old)"
+        tap_diag "QEMUs: $(qemu_pids | tr '\n' ' ') pidfile: $(lv_qemu_pid "$root" "$dom")"
+        tap_diag "$(cat "$LM_TMP/slow.out" 2>/dev/null)"
+        show_logs
+    fi
+}
+
+# domjobabort: with the embedded driver no second virsh can reach the
+# domain while migrate runs, so this uses virsh's own abort: on a terminal,
+# Ctrl-C during migrate calls virDomainAbortJob.
+old=$(lv_qemu_pid "$root" "$dom")
+mkfifo "$LM_TMP/tty.in"
+LIBVIRT_LOG_OUTPUTS="3:file:$root/libvirt.log" \
+    script -qfec "ip netns exec $LM_NS $LIBVIRT_BUILDDIR/run $LIBVIRT_BUILDDIR/tools/virsh -q -c 'qemu:///embed?root=$root' migrate --live --local --bandwidth $SLOW_BANDWIDTH $dom" \
+    /dev/null <"$LM_TMP/tty.in" >"$LM_TMP/slow.out" 2>&1 &
+virsh_pid=$!
+exec 9>"$LM_TMP/tty.in"
+new=
+lm_wait_until 30 has_new_qemu && new=$(new_qemu)
+sleep 2
+printf '\003' >&9
+if [ -n "$new" ] && ! wait "$virsh_pid" && grep -qi "cancel\|abort" "$LM_TMP/slow.out"; then
+    tap_ok "domjobabort (Ctrl-C in virsh migrate) ends the migration: $(tr -d '\r' <"$LM_TMP/slow.out" | tr '\n' ' ')"
+else
+    tap_not_ok "domjobabort (Ctrl-C in virsh migrate) ends the migration"
+    tap_diag "$(cat "$LM_TMP/slow.out")"
+fi
+exec 9>&-
+after_fault "domjobabort"
+
+# the new QEMU killed mid-migration
+start_slow
+if [ -n "$new" ]; then
+    kill -9 "$new"
+    if ! wait "$virsh_pid"; then
+        tap_ok "killing the new QEMU $new fails the migration: $(tr '\n' ' ' <"$LM_TMP/slow.out")"
+    else
+        tap_not_ok "killing the new QEMU fails the migration"
+    fi
+else
+    wait "$virsh_pid" || :
+    tap_not_ok "kill new QEMU: it did not appear"
+fi
+after_fault "new QEMU killed"
+
+# the daemon (for the embedded driver: virsh) killed mid-migration; the
+# next virsh recovers: the new QEMU is discarded, the old one resumed
+start_slow
+if [ -n "$new" ]; then
+    pkill -9 -P "$virsh_pid" 2>/dev/null || :
+    kill -9 "$virsh_pid" 2>/dev/null || :
+    wait "$virsh_pid" 2>/dev/null || :
+    pkill -9 -f -- "-c qemu:///embed?root=$root migrate" || :
+    tap_ok "daemon (virsh) killed during the migration to QEMU $new"
+    lv_virsh "$root" "domstats $dom" >/dev/null 2>&1 || :
+    lm_wait_until 10 lm_pid_gone "$new" || :
+else
+    wait "$virsh_pid" || :
+    tap_not_ok "kill daemon: the new QEMU did not appear"
+fi
+after_fault "daemon killed"
+
+# --- a migration still works, then the domain's whole life ------------
+old=$(lv_qemu_pid "$root" "$dom")
+tap_check "a local migration after the faults" \
+    lv_virsh "$root" migrate --live --local "$dom"
+pid=$(lv_qemu_pid "$root" "$dom")
+tap_check "destroy" lv_destroy "$root" "$dom" || :
+lm_wait_until 10 lm_pid_gone "$pid" || :
+if lv_virsh "$root" start "$dom" && answers; then
+    tap_ok "start again, the guest boots and answers"
+else
+    tap_not_ok "start again, the guest boots and answers"
+    show_logs
+fi
+pid=$(lv_qemu_pid "$root" "$dom")
+tap_check "destroy and undefine" lv_virsh "$root" "domstats $dom; destroy $dom; undefine $dom" || :
+lm_wait_until 10 lm_pid_gone "$pid" || :
+tap_check "nothing left behind (processes, sockets, TAPs, dirs)" \
+    lm_leftovers --ns "$LM_NS" --match "$root" "$LM_TMP" || :
+if [ -z "$(ls "$root/run/qemu/$dom"*.pid 2>/dev/null)" ] &&
+   [ -z "$(ls -d "$root/lib/qemu/domain-"* 2>/dev/null)" ]; then
+    tap_ok "no pidfile or per-process directory left in the root"
+else
+    tap_not_ok "no pidfile or per-process directory left"
+    tap_diag "$(ls "$root/run/qemu/" "$root/lib/qemu/" 2>&1)"
+fi
