@@ -14,24 +14,7 @@ set -euo pipefail
 
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-90}
 
-[ "$(id -u)" = 0 ] || tap_skip_all "must run as root"
-lv_wait_build "${LIBVIRT_WAIT:-0}" ||
-    tap_skip_all "no libvirt build at $LIBVIRT_BUILDDIR (set LIBVIRT_WAIT to wait)"
-
-tap_plan 11
-
-tap_check "guest image built" "$LM_E2E_DIR/guest/build-guest.sh" ||
-    tap_bail "no guest image"
-. "${LOCALMIG_CACHE:-/var/cache/libvirt-localmig}/guest/guest.env"
-
-lm_tmpdir
-root=$LM_TMP/root
-dom=lm-boot-$$
-serial=$LM_TMP/serial.log
-lv_ensure_qemu_user
-lv_embed_root "$root"
-lm_netns_create boot
-lv_domain_xml "$dom" "$serial" >"$LM_TMP/$dom.xml"
+lv_guest_test 11 boot
 
 # Failure details worth seeing: libvirt's per-domain QEMU log and the
 # guest's console.

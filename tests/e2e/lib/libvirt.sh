@@ -198,3 +198,31 @@ lv_destroy() {
     [ "$rc" -eq 0 ] || printf '%s\n' "$out" >&2
     return "$rc"
 }
+
+# lv_guest_test PLAN NAME: the common start of a test with the guest.
+# Skips unless root with a libvirt build, prints the TAP plan, makes the
+# guest image (the first test point) and sources its guest.env, then sets
+# up LM_TMP, an embedded driver root, the namespace and the domain XML
+# ($LM_TMP/$dom.xml).  Sets root, dom (lm-NAME-PID) and serial.
+lv_guest_test() {
+    local plan=$1 name=$2
+
+    [ "$(id -u)" = 0 ] || tap_skip_all "must run as root"
+    lv_wait_build "${LIBVIRT_WAIT:-0}" ||
+        tap_skip_all "no libvirt build at $LIBVIRT_BUILDDIR (set LIBVIRT_WAIT to wait)"
+
+    tap_plan "$plan"
+
+    tap_check "guest image built" "$LM_E2E_DIR/guest/build-guest.sh" ||
+        tap_bail "no guest image"
+    . "${LOCALMIG_CACHE:-/var/cache/libvirt-localmig}/guest/guest.env"
+
+    lm_tmpdir
+    root=$LM_TMP/root
+    dom=lm-$name-$$
+    serial=$LM_TMP/serial.log
+    lv_ensure_qemu_user
+    lv_embed_root "$root"
+    lm_netns_create "$name"
+    lv_domain_xml "$dom" "$serial" >"$LM_TMP/$dom.xml"
+}
