@@ -33,7 +33,7 @@ for f in "${files[@]}"; do
         tap_not_ok "$f is missing from po/POTFILES (add it in the po patch)"
     fi
 
-    pot=$(xgettext --from-code=UTF-8 --keyword=_ --keyword=N_ \
+    pot=$(xgettext --from-code=UTF-8 --keyword=_ --keyword=N_ --no-wrap \
               --directory="$LIBVIRT_SRCDIR" --output=- "$f" 2>&1)
     # Each literal passed to _() must come out as a msgid. The regex
     # covers single-line literals, which is what libvirt's style asks for.
