@@ -74,6 +74,8 @@
 #include <config.h>
 
 #include "qemu_migration_local.h"
+#define LIBVIRT_QEMU_MIGRATION_LOCALPRIV_H_ALLOW
+#include "qemu_migration_localpriv.h"
 #include "qemu_alias.h"
 #include "qemu_domain.h"
 #include "qemu_migration.h"
@@ -438,7 +440,7 @@ static const qemuMigrationLocalFlagRule qemuMigrationLocalFlagRules[] = {
 
 
 /* Returns the flags the job passes on, or -1 if one is refused. */
-static int
+int
 qemuMigrationLocalCheckFlags(unsigned int flags,
                              unsigned int *useFlags)
 {
@@ -480,7 +482,7 @@ qemuMigrationLocalCheckFlags(unsigned int flags,
 }
 
 
-static int
+int
 qemuMigrationLocalCheckParams(virDomainObj *vm,
                               const char *graphicsuri,
                               const char *listenAddress,
@@ -579,7 +581,7 @@ qemuMigrationLocalHostUUIDOf(const char *dconnuri,
  * other servers are asked for their host UUID, as the migration cookie
  * would be.
  */
-static int
+int
 qemuMigrationLocalCheckURI(virDomainObj *vm,
                            const char *dconnuri)
 {
@@ -677,12 +679,13 @@ static const bool qemuMigrationLocalNetNewBackend[VIR_DOMAIN_NET_TYPE_LAST] = {
     [VIR_DOMAIN_NET_TYPE_NETWORK] = true,
     [VIR_DOMAIN_NET_TYPE_ETHERNET] = true,
     [VIR_DOMAIN_NET_TYPE_DIRECT] = true,
+    [VIR_DOMAIN_NET_TYPE_USER] = true, /* a SLIRP of its own */
 };
 
 
 /* Devices whose host side a second process of the same domain cannot
  * have at the same time. */
-static int
+int
 qemuMigrationLocalCheckDevices(virDomainDef *oldDef,
                                virDomainDef *newDef)
 {
@@ -697,6 +700,14 @@ qemuMigrationLocalCheckDevices(virDomainDef *oldDef,
                            _("interface '%1$s' of type '%2$s' cannot have a second backend for a local migration"),
                            NULLSTR(alias),
                            virDomainNetTypeToString(virDomainNetGetActualType(net)));
+            return -1;
+        }
+
+        /* passt is a per-domain daemon with a socket of its own */
+        if (net->backend.type == VIR_DOMAIN_NET_BACKEND_PASST) {
+            virReportError(VIR_ERR_OPERATION_UNSUPPORTED,
+                           _("interface '%1$s' uses passt, which cannot serve two processes of a local migration"),
+                           NULLSTR(alias));
             return -1;
         }
 

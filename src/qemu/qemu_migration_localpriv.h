@@ -1,0 +1,47 @@
+/*
+ * qemu_migration_localpriv.h: checks of a local migration request,
+ *                             exported for the tests
+ *
+ * This library is free software; you can redistribute it and/or
+ * modify it under the terms of the GNU Lesser General Public
+ * License as published by the Free Software Foundation; either
+ * version 2.1 of the License, or (at your option) any later version.
+ *
+ * This library is distributed in the hope that it will be useful,
+ * but WITHOUT ANY WARRANTY; without even the implied warranty of
+ * MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the GNU
+ * Lesser General Public License for more details.
+ *
+ * You should have received a copy of the GNU Lesser General Public
+ * License along with this library.  If not, see
+ * <http://www.gnu.org/licenses/>.
+ */
+
+#ifndef LIBVIRT_QEMU_MIGRATION_LOCALPRIV_H_ALLOW
+# error "qemu_migration_localpriv.h may only be included by qemu_migration_local.c or test suites"
+#endif /* LIBVIRT_QEMU_MIGRATION_LOCALPRIV_H_ALLOW */
+
+#pragma once
+
+#include "qemu_migration_local.h"
+
+int
+qemuMigrationLocalCheckFlags(unsigned int flags,
+                             unsigned int *useFlags);
+
+int
+qemuMigrationLocalCheckParams(virDomainObj *vm,
+                              const char *graphicsuri,
+                              const char *listenAddress,
+                              const char **migrate_disks,
+                              int nbdPort,
+                              const char *nbdURI,
+                              const char *dname);
+
+int
+qemuMigrationLocalCheckURI(virDomainObj *vm,
+                           const char *dconnuri);
+
+int
+qemuMigrationLocalCheckDevices(virDomainDef *oldDef,
+                               virDomainDef *newDef);

@@ -1,0 +1,353 @@
+/*
+ * qemumigrationlocaltest.c: checks of a local migration request
+ *
+ * This library is free software; you can redistribute it and/or
+ * modify it under the terms of the GNU Lesser General Public
+ * License as published by the Free Software Foundation; either
+ * version 2.1 of the License, or (at your option) any later version.
+ *
+ * This library is distributed in the hope that it will be useful,
+ * but WITHOUT ANY WARRANTY; without even the implied warranty of
+ * MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the GNU
+ * Lesser General Public License for more details.
+ *
+ * You should have received a copy of the GNU Lesser General Public
+ * License along with this library.  If not, see
+ * <http://www.gnu.org/licenses/>.
+ */
+
+#include <config.h>
+
+#include "testutils.h"
+#include "testutilsqemu.h"
+#include "qemu/qemu_domain.h"
+#include "qemu/qemu_migration_local.h"
+#define LIBVIRT_QEMU_MIGRATION_LOCALPRIV_H_ALLOW
+#include "qemu/qemu_migration_localpriv.h"
+#include "virutil.h"
+
+#define VIR_FROM_THIS VIR_FROM_NONE
+
+static virQEMUDriver driver;
+
+/* Each check either passes or fails with an error whose message contains
+ * @error: the option, flag or device the user has to change. */
+static int
+testCheckResult(int rc,
+                const char *error)
+{
+    const char *msg = virGetLastErrorMessage();
+
+    if (!error) {
+        if (rc < 0) {
+            VIR_TEST_VERBOSE("\nunexpected error: %s", msg);
+            return -1;
+        }
+        return 0;
+    }
+
+    if (rc >= 0) {
+        VIR_TEST_VERBOSE("\naccepted, expected an error naming '%s'", error);
+        return -1;
+    }
+    if (!strstr(msg, error)) {
+        VIR_TEST_VERBOSE("\nerror '%s' does not name '%s'", msg, error);
+        return -1;
+    }
+    virResetLastError();
+    return 0;
+}
+
+
+typedef struct {
+    unsigned int flags;
+    unsigned int useFlags; /* what the job passes on when accepted */
+    const char *error;
+} testFlagsData;
+
+static int
+testFlags(const void *opaque)
+{
+    const testFlagsData *data = opaque;
+    unsigned int useFlags = 0;
+    int rc = qemuMigrationLocalCheckFlags(data->flags, &useFlags);
+
+    if (testCheckResult(rc, data->error) < 0)
+        return -1;
+
+    if (rc == 0 && useFlags != data->useFlags) {
+        VIR_TEST_VERBOSE("\nflags 0x%x passed on as 0x%x, expected 0x%x",
+                         data->flags, useFlags, data->useFlags);
+        return -1;
+    }
+    return 0;
+}
+
+
+#define TEST_DOMAIN_XML \
+    "<domain type='qemu'>" \
+    "  <name>guest1</name>" \
+    "  <uuid>5d2b4a8e-1f3c-4c6e-9a57-0b8e2f6d7c31</uuid>" \
+    "  <memory unit='KiB'>262144</memory>" \
+    "  <vcpu>1</vcpu>" \
+    "  <os><type arch='x86_64' machine='pc'>hvm</type></os>" \
+    "  <devices>" \
+    "    <emulator>/usr/bin/qemu-system-x86_64</emulator>" \
+    "    %s" \
+    "  </devices>" \
+    "</domain>"
+
+static virDomainDef *
+testParseDef(const char *devices)
+{
+    g_autofree char *xml = g_strdup_printf(TEST_DOMAIN_XML, devices);
+
+    /* as the job parses the running definition it migrates: inactive,
+     * so that names libvirt generated are dropped */
+    return virDomainDefParseString(xml, driver.xmlopt, NULL,
+                                   VIR_DOMAIN_DEF_PARSE_INACTIVE);
+}
+
+
+typedef struct {
+    const char *devices;
+    const char *error;
+} testDevicesData;
+
+static int
+testDevices(const void *opaque)
+{
+    const testDevicesData *data = opaque;
+    g_autoptr(virDomainDef) oldDef = NULL;
+    g_autoptr(virDomainDef) newDef = NULL;
+
+    if (!(oldDef = testParseDef(data->devices)) ||
+        !(newDef = testParseDef(data->devices)))
+        return -1;
+
+    return testCheckResult(qemuMigrationLocalCheckDevices(oldDef, newDef),
+                           data->error);
+}
+
+
+typedef struct {
+    const char *graphicsuri;
+    const char *listenAddress;
+    const char *disk;
+    int nbdPort;
+    const char *nbdURI;
+    const char *dname;
+    const char *error;
+} testParamsData;
+
+static int
+testParams(const void *opaque)
+{
+    const testParamsData *data = opaque;
+    g_autoptr(virDomainObj) vm = NULL;
+    const char *disks[] = { data->disk, NULL };
+
+    if (!(vm = virDomainObjNew(driver.xmlopt)) ||
+        !(vm->def = testParseDef("")))
+        return -1;
+
+    return testCheckResult(qemuMigrationLocalCheckParams(vm,
+                                                         data->graphicsuri,
+                                                         data->listenAddress,
+                                                         disks,
+                                                         data->nbdPort,
+                                                         data->nbdURI,
+                                                         data->dname),
+                           data->error);
+}
+
+
+typedef struct {
+    const char *uri;
+    const char *error;
+} testURIData;
+
+static int
+testURI(const void *opaque)
+{
+    const testURIData *data = opaque;
+    g_autoptr(virDomainObj) vm = NULL;
+    int rc;
+
+    if (!(vm = virDomainObjNew(driver.xmlopt)) ||
+        !(vm->def = testParseDef("")))
+        return -1;
+
+    /* the check unlocks the domain while it asks another server */
+    rc = qemuMigrationLocalCheckURI(vm, data->uri);
+    virObjectUnlock(vm);
+
+    return testCheckResult(rc, data->error);
+}
+
+
+static int
+mymain(void)
+{
+    g_autoptr(GHashTable) capslatest = testQemuGetLatestCaps();
+    g_autoptr(GHashTable) capscache = virHashNew(virObjectUnref);
+    g_autofree char *hostname = NULL;
+    g_autofree char *hostURI = NULL;
+    const unsigned int nova = VIR_MIGRATE_LIVE | VIR_MIGRATE_PEER2PEER |
+        VIR_MIGRATE_PERSIST_DEST | VIR_MIGRATE_UNDEFINE_SOURCE |
+        VIR_MIGRATE_LOCAL;
+    int ret = 0;
+
+    if (qemuTestDriverInit(&driver) < 0)
+        return EXIT_FAILURE;
+
+    if (testQemuInsertRealCaps(driver.qemuCapsCache, "x86_64", "latest", "",
+                               capslatest, capscache, NULL, NULL) < 0) {
+        ret = -1;
+        goto cleanup;
+    }
+
+#define DO_TEST_FLAGS(name, fl, use, err) \
+    do { \
+        const testFlagsData data = { .flags = (fl), .useFlags = (use), \
+                                     .error = (err) }; \
+        if (virTestRun("flags " name, testFlags, &data) < 0) \
+            ret = -1; \
+    } while (0)
+
+    /* Nova's set: persistence flags are accepted and do nothing */
+    DO_TEST_FLAGS("nova", nova, VIR_MIGRATE_LIVE | VIR_MIGRATE_LOCAL, NULL);
+    DO_TEST_FLAGS("nova auto-converge", nova | VIR_MIGRATE_AUTO_CONVERGE,
+                  VIR_MIGRATE_LIVE | VIR_MIGRATE_LOCAL |
+                  VIR_MIGRATE_AUTO_CONVERGE, NULL);
+    DO_TEST_FLAGS("paused", VIR_MIGRATE_LOCAL | VIR_MIGRATE_PAUSED,
+                  VIR_MIGRATE_LOCAL | VIR_MIGRATE_PAUSED, NULL);
+    DO_TEST_FLAGS("abort on error",
+                  VIR_MIGRATE_LOCAL | VIR_MIGRATE_ABORT_ON_ERROR |
+                  VIR_MIGRATE_COMPRESSED,
+                  VIR_MIGRATE_LOCAL | VIR_MIGRATE_ABORT_ON_ERROR |
+                  VIR_MIGRATE_COMPRESSED, NULL);
+    DO_TEST_FLAGS("tls", nova | VIR_MIGRATE_TLS, 0, "VIR_MIGRATE_TLS");
+    DO_TEST_FLAGS("tunnelled", nova | VIR_MIGRATE_TUNNELLED, 0,
+                  "VIR_MIGRATE_TUNNELLED");
+    DO_TEST_FLAGS("postcopy", nova | VIR_MIGRATE_POSTCOPY, 0,
+                  "VIR_MIGRATE_POSTCOPY");
+    DO_TEST_FLAGS("postcopy resume", VIR_MIGRATE_LOCAL |
+                  VIR_MIGRATE_POSTCOPY_RESUME, 0,
+                  "VIR_MIGRATE_POSTCOPY_RESUME");
+    DO_TEST_FLAGS("parallel", VIR_MIGRATE_LOCAL | VIR_MIGRATE_PARALLEL, 0,
+                  "VIR_MIGRATE_PARALLEL");
+    DO_TEST_FLAGS("offline", VIR_MIGRATE_LOCAL | VIR_MIGRATE_OFFLINE, 0,
+                  "VIR_MIGRATE_OFFLINE");
+    DO_TEST_FLAGS("non-shared disk", VIR_MIGRATE_LOCAL |
+                  VIR_MIGRATE_NON_SHARED_DISK, 0,
+                  "VIR_MIGRATE_NON_SHARED_DISK");
+    DO_TEST_FLAGS("zerocopy", VIR_MIGRATE_LOCAL | VIR_MIGRATE_ZEROCOPY, 0,
+                  "VIR_MIGRATE_ZEROCOPY");
+    DO_TEST_FLAGS("unknown", VIR_MIGRATE_LOCAL | (1U << 31), 0,
+                  "0x80000000");
+
+#define DO_TEST_PARAMS(name, err, ...) \
+    do { \
+        const testParamsData data = { __VA_ARGS__, .error = (err) }; \
+        if (virTestRun("params " name, testParams, &data) < 0) \
+            ret = -1; \
+    } while (0)
+
+    DO_TEST_PARAMS("none", NULL, .dname = NULL);
+    DO_TEST_PARAMS("same name", NULL, .dname = "guest1");
+    DO_TEST_PARAMS("rename", "'guest2'", .dname = "guest2");
+    DO_TEST_PARAMS("graphics uri", VIR_MIGRATE_PARAM_GRAPHICS_URI,
+                   .graphicsuri = "spice://localhost:5901");
+    DO_TEST_PARAMS("listen address", VIR_MIGRATE_PARAM_LISTEN_ADDRESS,
+                   .listenAddress = "127.0.0.1");
+    DO_TEST_PARAMS("migrate disks", VIR_MIGRATE_PARAM_MIGRATE_DISKS,
+                   .disk = "vda");
+    DO_TEST_PARAMS("disks port", VIR_MIGRATE_PARAM_DISKS_PORT,
+                   .nbdPort = 49153);
+    DO_TEST_PARAMS("disks uri", VIR_MIGRATE_PARAM_DISKS_URI,
+                   .nbdURI = "unix:///run/nbd.sock");
+
+#define DO_TEST_URI(u, err) \
+    do { \
+        const testURIData data = { .uri = (u), .error = (err) }; \
+        if (virTestRun("uri " #u, testURI, &data) < 0) \
+            ret = -1; \
+    } while (0)
+
+    DO_TEST_URI(NULL, NULL);
+    DO_TEST_URI("qemu:///system", NULL);
+    DO_TEST_URI("qemu:///embed?root=/var/tmp/lm", NULL);
+    DO_TEST_URI("qemu+unix:///system", NULL);
+    DO_TEST_URI("qemu+ssh://localhost/system", NULL);
+    DO_TEST_URI("test:///default", "'test:///default'");
+    DO_TEST_URI("xen:///system", "--local");
+    if ((hostname = virGetHostnameQuiet())) {
+        hostURI = g_strdup_printf("qemu+tcp://%s/system", hostname);
+        DO_TEST_URI(hostURI, NULL);
+    }
+
+#define DO_TEST_DEVICES(name, dev, err) \
+    do { \
+        const testDevicesData data = { .devices = (dev), .error = (err) }; \
+        if (virTestRun("devices " name, testDevices, &data) < 0) \
+            ret = -1; \
+    } while (0)
+
+    DO_TEST_DEVICES("none", "", NULL);
+    DO_TEST_DEVICES("bridge",
+                    "<interface type='bridge'>"
+                    "  <source bridge='br0'/><model type='virtio'/>"
+                    "</interface>", NULL);
+    /* a name libvirt chose is dropped and chosen again */
+    DO_TEST_DEVICES("bridge generated name",
+                    "<interface type='bridge'>"
+                    "  <source bridge='br0'/><target dev='vnet7'/>"
+                    "  <model type='virtio'/>"
+                    "</interface>", NULL);
+    DO_TEST_DEVICES("bridge fixed name",
+                    "<interface type='bridge'>"
+                    "  <source bridge='br0'/><target dev='lmtap0'/>"
+                    "  <model type='virtio'/>"
+                    "</interface>", "--local-backend-transfer");
+    DO_TEST_DEVICES("ethernet unmanaged",
+                    "<interface type='ethernet'>"
+                    "  <target dev='lmtap0' managed='no'/>"
+                    "  <model type='virtio'/>"
+                    "</interface>", "unmanaged TAP 'lmtap0'");
+    DO_TEST_DEVICES("user",
+                    "<interface type='user'><model type='virtio'/></interface>",
+                    NULL);
+    DO_TEST_DEVICES("user passt",
+                    "<interface type='user'>"
+                    "  <backend type='passt'/><model type='virtio'/>"
+                    "</interface>", "passt");
+    /* the old process keeps listening on the port */
+    DO_TEST_DEVICES("tcp server",
+                    "<interface type='server'>"
+                    "  <source address='127.0.0.1' port='5558'/>"
+                    "</interface>", "'server'");
+    DO_TEST_DEVICES("tpm emulator",
+                    "<tpm model='tpm-crb'><backend type='emulator'/></tpm>",
+                    "TPM");
+    DO_TEST_DEVICES("vnc autoport",
+                    "<graphics type='vnc' autoport='yes'/>", NULL);
+    DO_TEST_DEVICES("vnc fixed port",
+                    "<graphics type='vnc' port='5905' autoport='no'/>",
+                    "5905");
+    DO_TEST_DEVICES("serial fixed listening socket",
+                    "<serial type='unix'>"
+                    "  <source mode='bind' path='/run/guest1.serial'/>"
+                    "</serial>", "/run/guest1.serial");
+    DO_TEST_DEVICES("serial connecting socket",
+                    "<serial type='unix'>"
+                    "  <source mode='connect' path='/run/guest1.serial'/>"
+                    "</serial>", NULL);
+
+ cleanup:
+    qemuTestDriverFree(&driver);
+    return ret == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
+VIR_TEST_MAIN_PRELOAD(mymain,
+                      VIR_TEST_MOCK("domaincaps"))
