@@ -60,7 +60,7 @@ LIBVIRT_MESON_OPTIONS=(
 )
 
 # Directories of ours whose files are added to the upstream tree.
-LOCALMIG_OVERLAY_DIRS="src include tests docs po"
+LOCALMIG_OVERLAY_DIRS="src include tools tests docs po"
 
 localmig_log() {
     printf '%s: %s\n' "${0##*/}" "$*" >&2

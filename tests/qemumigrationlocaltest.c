@@ -111,6 +111,7 @@ testParseDef(const char *devices)
 
 typedef struct {
     const char *devices;
+    bool backendTransfer;
     const char *error;
 } testDevicesData;
 
@@ -125,7 +126,8 @@ testDevices(const void *opaque)
         !(newDef = testParseDef(data->devices)))
         return -1;
 
-    return testCheckResult(qemuMigrationLocalCheckDevices(oldDef, newDef),
+    return testCheckResult(qemuMigrationLocalCheckDevices(oldDef, newDef,
+                                                          data->backendTransfer),
                            data->error);
 }
 
@@ -186,11 +188,50 @@ testURI(const void *opaque)
 }
 
 
+typedef struct {
+    /* capabilities of the running and the new binary, 0-terminated
+     * (flag 0 is a retired one) */
+    virQEMUCapsFlags src[4];
+    virQEMUCapsFlags dst[4];
+    const char *dialect;
+    const char *error;
+} testDialectData;
+
+static int
+testDialect(const void *opaque)
+{
+    const testDialectData *data = opaque;
+    g_autoptr(virQEMUCaps) src = virQEMUCapsNew();
+    g_autoptr(virQEMUCaps) dst = virQEMUCapsNew();
+    const qemuMigrationLocalDialect *dialect;
+    size_t i;
+
+    for (i = 0; data->src[i]; i++)
+        virQEMUCapsSet(src, data->src[i]);
+    for (i = 0; data->dst[i]; i++)
+        virQEMUCapsSet(dst, data->dst[i]);
+
+    dialect = qemuMigrationLocalDialectSelect(src, "/usr/bin/qemu-old",
+                                              dst, "/opt/qemu-new");
+    if (testCheckResult(dialect ? 0 : -1, data->error) < 0)
+        return -1;
+
+    if (dialect && STRNEQ(qemuMigrationLocalDialectName(dialect),
+                          data->dialect)) {
+        VIR_TEST_VERBOSE("\ndialect %s, expected %s",
+                         qemuMigrationLocalDialectName(dialect), data->dialect);
+        return -1;
+    }
+    return 0;
+}
+
+
 static int
 mymain(void)
 {
     g_autoptr(GHashTable) capslatest = testQemuGetLatestCaps();
     g_autoptr(GHashTable) capscache = virHashNew(virObjectUnref);
+    g_autoptr(virQEMUCaps) caps = NULL;
     g_autofree char *hostname = NULL;
     g_autofree char *hostURI = NULL;
     const unsigned int nova = VIR_MIGRATE_LIVE | VIR_MIGRATE_PEER2PEER |
@@ -202,10 +243,14 @@ mymain(void)
         return EXIT_FAILURE;
 
     if (testQemuInsertRealCaps(driver.qemuCapsCache, "x86_64", "latest", "",
-                               capslatest, capscache, NULL, NULL) < 0) {
+                               capslatest, capscache, NULL, NULL) < 0 ||
+        !(caps = virQEMUCapsCacheLookup(driver.qemuCapsCache,
+                                        "/usr/bin/qemu-system-x86_64"))) {
         ret = -1;
         goto cleanup;
     }
+    /* a binary that can start interfaces with <backend transfer='on'/> */
+    virQEMUCapsSet(caps, QEMU_CAPS_VIRTIO_NET_BACKEND_TRANSFER);
 
 #define DO_TEST_FLAGS(name, fl, use, err) \
     do { \
@@ -287,12 +332,16 @@ mymain(void)
         DO_TEST_URI(hostURI, NULL);
     }
 
-#define DO_TEST_DEVICES(name, dev, err) \
+#define DO_TEST_DEVICES_FULL(name, dev, bt, err) \
     do { \
-        const testDevicesData data = { .devices = (dev), .error = (err) }; \
+        const testDevicesData data = { .devices = (dev), \
+                                       .backendTransfer = (bt), \
+                                       .error = (err) }; \
         if (virTestRun("devices " name, testDevices, &data) < 0) \
             ret = -1; \
     } while (0)
+#define DO_TEST_DEVICES(name, dev, err) \
+    DO_TEST_DEVICES_FULL(name, dev, false, err)
 
     DO_TEST_DEVICES("none", "", NULL);
     DO_TEST_DEVICES("bridge",
@@ -343,6 +392,46 @@ mymain(void)
                     "<serial type='unix'>"
                     "  <source mode='connect' path='/run/guest1.serial'/>"
                     "</serial>", NULL);
+
+    /* with backend transfer a fixed or unmanaged TAP goes along */
+#define TEST_HANDOVER_NET \
+    "<interface type='ethernet'>" \
+    "  <target dev='lmtap0' managed='no'/>" \
+    "  <model type='virtio'/><backend transfer='on'/>" \
+    "</interface>"
+    DO_TEST_DEVICES_FULL("handover unmanaged", TEST_HANDOVER_NET, true, NULL);
+    DO_TEST_DEVICES_FULL("handover without the flag", TEST_HANDOVER_NET, false,
+                         "unmanaged TAP 'lmtap0'");
+    DO_TEST_DEVICES_FULL("handover other interface",
+                         TEST_HANDOVER_NET
+                         "<interface type='bridge'>"
+                         "  <source bridge='br0'/><target dev='lmtap1'/>"
+                         "  <model type='virtio'/>"
+                         "</interface>", true, "'lmtap1'");
+
+#define TEST_CAPS_SRC QEMU_CAPS_MIGRATION_PARAM_BACKEND_TRANSFER, \
+                      QEMU_CAPS_VIRTIO_NET_BACKEND_TRANSFER
+#define TEST_CAPS_DST TEST_CAPS_SRC, QEMU_CAPS_NETDEV_TAP_INCOMING_FDS
+#define DO_TEST_DIALECT(name, d, err, ...) \
+    do { \
+        const testDialectData data = { __VA_ARGS__, .dialect = (d), \
+                                       .error = (err) }; \
+        if (virTestRun("dialect " name, testDialect, &data) < 0) \
+            ret = -1; \
+    } while (0)
+
+    DO_TEST_DIALECT("v10", "v10", NULL,
+                    .src = { TEST_CAPS_SRC }, .dst = { TEST_CAPS_DST });
+    /* Debian 12's QEMU 7.2 has none of it */
+    DO_TEST_DIALECT("old running binary", NULL,
+                    "running QEMU binary '/usr/bin/qemu-old': it lacks migration parameter 'backend-transfer', virtio-net property 'backend-transfer'",
+                    .src = { 0 }, .dst = { TEST_CAPS_DST });
+    DO_TEST_DIALECT("old new binary", NULL,
+                    "new process's QEMU binary '/opt/qemu-new': it lacks migration parameter 'backend-transfer', virtio-net property 'backend-transfer', tap netdev option 'incoming-fds'",
+                    .src = { TEST_CAPS_SRC }, .dst = { 0 });
+    DO_TEST_DIALECT("new binary without incoming-fds", NULL,
+                    "it lacks tap netdev option 'incoming-fds'",
+                    .src = { TEST_CAPS_SRC }, .dst = { TEST_CAPS_SRC });
 
  cleanup:
     qemuTestDriverFree(&driver);

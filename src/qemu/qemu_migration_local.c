@@ -436,6 +436,8 @@ static const qemuMigrationLocalFlagRule qemuMigrationLocalFlagRules[] = {
       N_("zero-copy needs parallel migration") },
     { VIR_MIGRATE_LOCAL, "VIR_MIGRATE_LOCAL",
       QEMU_MIGRATION_LOCAL_FLAG_USE, NULL },
+    { VIR_MIGRATE_LOCAL_BACKEND_TRANSFER, "VIR_MIGRATE_LOCAL_BACKEND_TRANSFER",
+      QEMU_MIGRATION_LOCAL_FLAG_USE, NULL },
 };
 
 
@@ -672,6 +674,292 @@ qemuMigrationLocalCheckChr(virDomainDef *oldDef G_GNUC_UNUSED,
 }
 
 
+/* ------------------------------------------------------------------------
+ * Backend transfer
+ *
+ * QEMU's interface for handing a TAP over changed between the generations
+ * of its series (DESIGN.md section 5). What a generation needs from each
+ * binary is one row here; the dialect chosen for a migration is the first
+ * row both binaries have. Only the v10 generation exists so far.
+ */
+
+struct _qemuMigrationLocalDialect {
+    const char *name;
+    /* the running process: its device sends the TAP */
+    virQEMUCapsFlags sourceCaps[3];
+    /* the new process: its netdev waits for it */
+    virQEMUCapsFlags targetCaps[4];
+    qemuMigrationParam param;
+};
+
+static const qemuMigrationLocalDialect qemuMigrationLocalDialects[] = {
+    { .name = "v10",
+      .sourceCaps = { QEMU_CAPS_MIGRATION_PARAM_BACKEND_TRANSFER,
+                      QEMU_CAPS_VIRTIO_NET_BACKEND_TRANSFER,
+                      QEMU_CAPS_LAST },
+      .targetCaps = { QEMU_CAPS_MIGRATION_PARAM_BACKEND_TRANSFER,
+                      QEMU_CAPS_VIRTIO_NET_BACKEND_TRANSFER,
+                      QEMU_CAPS_NETDEV_TAP_INCOMING_FDS,
+                      QEMU_CAPS_LAST },
+      .param = QEMU_MIGRATION_PARAM_BACKEND_TRANSFER },
+};
+
+const char *
+qemuMigrationLocalDialectName(const qemuMigrationLocalDialect *dialect)
+{
+    return dialect->name;
+}
+
+
+/* What each capability is, in the words of the QEMU interface. */
+static const struct {
+    virQEMUCapsFlags cap;
+    const char *what;
+} qemuMigrationLocalCapNames[] = {
+    { QEMU_CAPS_MIGRATION_PARAM_BACKEND_TRANSFER,
+      "migration parameter 'backend-transfer'" },
+    { QEMU_CAPS_VIRTIO_NET_BACKEND_TRANSFER,
+      "virtio-net property 'backend-transfer'" },
+    { QEMU_CAPS_NETDEV_TAP_INCOMING_FDS,
+      "tap netdev option 'incoming-fds'" },
+};
+
+static const char *
+qemuMigrationLocalCapDescription(virQEMUCapsFlags cap)
+{
+    size_t i;
+
+    for (i = 0; i < G_N_ELEMENTS(qemuMigrationLocalCapNames); i++) {
+        if (qemuMigrationLocalCapNames[i].cap == cap)
+            return qemuMigrationLocalCapNames[i].what;
+    }
+    return virQEMUCapsTypeToString(cap);
+}
+
+
+/* Appends to @missing what @caps lacks of @want. */
+static void
+qemuMigrationLocalDialectMissing(virQEMUCaps *caps,
+                                 const virQEMUCapsFlags *want,
+                                 virBuffer *missing)
+{
+    size_t i;
+
+    for (i = 0; want[i] != QEMU_CAPS_LAST; i++) {
+        if (!virQEMUCapsGet(caps, want[i]))
+            virBufferAsprintf(missing, "%s, ",
+                              qemuMigrationLocalCapDescription(want[i]));
+    }
+    virBufferTrim(missing, ", ");
+}
+
+
+/**
+ * qemuMigrationLocalDialectSelect:
+ * @srcCaps: capabilities of the running process's binary
+ * @srcBinary: its path, for the error
+ * @dstCaps: capabilities of the binary the new process will run
+ * @dstBinary: its path
+ *
+ * Returns the generation of the backend transfer interface both binaries
+ * speak, or NULL with an error naming the binary and what it lacks.
+ */
+const qemuMigrationLocalDialect *
+qemuMigrationLocalDialectSelect(virQEMUCaps *srcCaps,
+                                const char *srcBinary,
+                                virQEMUCaps *dstCaps,
+                                const char *dstBinary)
+{
+    g_auto(virBuffer) srcMissing = VIR_BUFFER_INITIALIZER;
+    g_auto(virBuffer) dstMissing = VIR_BUFFER_INITIALIZER;
+    size_t i;
+
+    for (i = 0; i < G_N_ELEMENTS(qemuMigrationLocalDialects); i++) {
+        const qemuMigrationLocalDialect *d = &qemuMigrationLocalDialects[i];
+
+        virBufferFreeAndReset(&srcMissing);
+        virBufferFreeAndReset(&dstMissing);
+        qemuMigrationLocalDialectMissing(srcCaps, d->sourceCaps, &srcMissing);
+        qemuMigrationLocalDialectMissing(dstCaps, d->targetCaps, &dstMissing);
+
+        if (virBufferUse(&srcMissing) == 0 && virBufferUse(&dstMissing) == 0) {
+            VIR_DEBUG("backend transfer dialect %s", d->name);
+            return d;
+        }
+    }
+
+    /* the newest generation's needs are what the user is told */
+    if (virBufferUse(&srcMissing) > 0) {
+        virReportError(VIR_ERR_OPERATION_UNSUPPORTED,
+                       _("backend transfer (--local-backend-transfer) is not supported by the running QEMU binary '%1$s': it lacks %2$s"),
+                       srcBinary, virBufferCurrentContent(&srcMissing));
+    } else {
+        virReportError(VIR_ERR_OPERATION_UNSUPPORTED,
+                       _("backend transfer (--local-backend-transfer) is not supported by the new process's QEMU binary '%1$s': it lacks %2$s"),
+                       dstBinary, virBufferCurrentContent(&dstMissing));
+    }
+    return NULL;
+}
+
+
+/* An interface whose TAP the migration hands over, given the flag. */
+bool
+qemuMigrationLocalNetIsHandedOver(const virDomainNetDef *net)
+{
+    return net->backend.transfer == VIR_TRISTATE_SWITCH_ON;
+}
+
+
+/* Which TAPs can travel: refuse the others of the flagged interfaces. */
+static int
+qemuMigrationLocalCheckHandover(virDomainDef *def)
+{
+    size_t i;
+
+    for (i = 0; i < def->nnets; i++) {
+        virDomainNetDef *net = def->nets[i];
+        virDomainNetType type = virDomainNetGetActualType(net);
+
+        if (!qemuMigrationLocalNetIsHandedOver(net))
+            continue;
+
+        if (type != VIR_DOMAIN_NET_TYPE_BRIDGE &&
+            type != VIR_DOMAIN_NET_TYPE_ETHERNET) {
+            virReportError(VIR_ERR_OPERATION_UNSUPPORTED,
+                           _("interface '%1$s' of type '%2$s' has no TAP to hand over"),
+                           NULLSTR(net->info.alias),
+                           virDomainNetTypeToString(type));
+            return -1;
+        }
+
+        /* its network port would have to move to the new definition */
+        if (net->type == VIR_DOMAIN_NET_TYPE_NETWORK) {
+            virReportError(VIR_ERR_OPERATION_UNSUPPORTED,
+                           _("interface '%1$s' is connected to network '%2$s'; backend transfer supports interfaces of type 'bridge' and 'ethernet' so far"),
+                           NULLSTR(net->info.alias), net->data.network.name);
+            return -1;
+        }
+
+        if (!net->ifname) {
+            virReportError(VIR_ERR_INTERNAL_ERROR,
+                           _("interface '%1$s' has no TAP"),
+                           NULLSTR(net->info.alias));
+            return -1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* Give the new definition the running TAPs of the handed-over interfaces
+ * (matched by position: the ABI check keeps the order) and tell the
+ * command line to take them from the stream. */
+static void
+qemuMigrationLocalPrepareHandover(qemuMigrationLocal *local,
+                                  virDomainDef *oldDef,
+                                  virDomainDef *newDef)
+{
+    size_t i;
+
+    for (i = 0; i < oldDef->nnets && i < newDef->nnets; i++) {
+        virDomainNetDef *oldNet = oldDef->nets[i];
+        virDomainNetDef *newNet = newDef->nets[i];
+
+        if (!qemuMigrationLocalNetIsHandedOver(oldNet))
+            continue;
+
+        g_free(newNet->ifname);
+        newNet->ifname = g_strdup(oldNet->ifname);
+        QEMU_DOMAIN_NETWORK_PRIVATE(newNet)->incomingFds = true;
+        qemuMigrationLocalAddNet(local, oldNet->info.alias, oldNet->ifname, NULL);
+        VIR_INFO("interface %s: TAP %s is handed over",
+                 oldNet->info.alias, oldNet->ifname);
+    }
+}
+
+
+static void
+qemuMigrationLocalSetOwner(qemuMigrationLocal *local,
+                           qemuMigrationLocalNetOwner owner)
+{
+    size_t i;
+
+    for (i = 0; i < local->nnets; i++) {
+        if (!local->nets[i].newIfname)
+            local->nets[i].owner = owner;
+    }
+}
+
+
+/* Before @def's process is discarded: take out the interfaces whose TAP
+ * the other process holds, so that no teardown (downscript, TAP, bridge
+ * or OVS port, QoS, filters) touches them. @def is discarded with it. */
+static void
+qemuMigrationLocalDropHandedOver(qemuMigrationLocal *local,
+                                 virDomainDef *def)
+{
+    size_t i = def->nnets;
+
+    while (i-- > 0) {
+        qemuMigrationLocalNet *lnet;
+
+        if (!(lnet = qemuMigrationLocalFindNet(local, def->nets[i]->info.alias)) ||
+            lnet->newIfname)
+            continue;
+
+        VIR_DEBUG("keeping TAP %s of %s out of the stop of the other process",
+                  lnet->ifname, lnet->alias);
+        virDomainNetDefFree(virDomainNetRemove(def, i));
+    }
+}
+
+
+/* The new process now owns the TAPs; nothing is incoming any more. */
+static void
+qemuMigrationLocalEndHandover(virDomainDef *def)
+{
+    size_t i;
+
+    for (i = 0; i < def->nnets; i++)
+        QEMU_DOMAIN_NETWORK_PRIVATE(def->nets[i])->incomingFds = false;
+}
+
+
+/* PREPARE for --local-backend-transfer: both binaries must speak a
+ * generation of the interface; the parameter is set on both sides. */
+static int
+qemuMigrationLocalSetupBackendTransfer(virQEMUDriver *driver,
+                                       virDomainObj *vm,
+                                       virDomainDef *newDef,
+                                       qemuMigrationParams *dstParams,
+                                       qemuMigrationParams *srcParams)
+{
+    qemuDomainObjPrivate *priv = vm->privateData;
+    g_autoptr(virQEMUCaps) dstCaps = NULL;
+    const qemuMigrationLocalDialect *dialect;
+
+    if (qemuMigrationLocalCheckHandover(vm->def) < 0)
+        return -1;
+
+    if (!(dstCaps = virQEMUCapsCacheLookup(driver->qemuCapsCache,
+                                           newDef->emulator)))
+        return -1;
+
+    if (!(dialect = qemuMigrationLocalDialectSelect(priv->qemuCaps,
+                                                    vm->def->emulator,
+                                                    dstCaps,
+                                                    newDef->emulator)))
+        return -1;
+
+    if (qemuMigrationParamsSetBool(dstParams, dialect->param, true) < 0 ||
+        qemuMigrationParamsSetBool(srcParams, dialect->param, true) < 0)
+        return -1;
+
+    return 0;
+}
+
+
 /* Interface types for which the new process can get a backend of its own
  * (a new TAP or macvtap) while the old process keeps its one. */
 static const bool qemuMigrationLocalNetNewBackend[VIR_DOMAIN_NET_TYPE_LAST] = {
@@ -687,13 +975,18 @@ static const bool qemuMigrationLocalNetNewBackend[VIR_DOMAIN_NET_TYPE_LAST] = {
  * have at the same time. */
 int
 qemuMigrationLocalCheckDevices(virDomainDef *oldDef,
-                               virDomainDef *newDef)
+                               virDomainDef *newDef,
+                               bool backendTransfer)
 {
     size_t i;
 
     for (i = 0; i < newDef->nnets; i++) {
         virDomainNetDef *net = newDef->nets[i];
         const char *alias = net->info.alias ? net->info.alias : net->ifname;
+
+        /* its TAP, whatever its name, goes to the new process */
+        if (backendTransfer && qemuMigrationLocalNetIsHandedOver(net))
+            continue;
 
         if (!qemuMigrationLocalNetNewBackend[virDomainNetGetActualType(net)]) {
             virReportError(VIR_ERR_OPERATION_UNSUPPORTED,
@@ -1002,6 +1295,9 @@ qemuMigrationLocalRecordNets(qemuMigrationLocal *local,
     for (i = 0; i < oldDef->nnets && i < newDef->nnets; i++) {
         qemuMigrationLocalNet *net;
 
+        if (QEMU_DOMAIN_NETWORK_PRIVATE(newDef->nets[i])->incomingFds)
+            continue;
+
         if (!(net = qemuMigrationLocalFindNet(local, oldDef->nets[i]->info.alias)))
             net = qemuMigrationLocalAddNet(local, oldDef->nets[i]->info.alias,
                                            oldDef->nets[i]->ifname, NULL);
@@ -1080,6 +1376,7 @@ qemuMigrationLocalPerform(virQEMUDriver *driver,
     virDomainObj *shadow = NULL;
     int fds[2] = { -1, -1 };
     unsigned int useFlags;
+    bool backendTransfer = !!(flags & VIR_MIGRATE_LOCAL_BACKEND_TRANSFER);
     bool adopted = false;
     virErrorPtr orig_err = NULL;
     int ret = -1;
@@ -1119,11 +1416,18 @@ qemuMigrationLocalPerform(virQEMUDriver *driver,
 
     /* PREPARE */
     if (!(def = qemuMigrationLocalNewDef(driver, vm, xmlin)) ||
-        qemuMigrationLocalCheckDevices(vm->def, def) < 0)
+        qemuMigrationLocalCheckDevices(vm->def, def, backendTransfer) < 0)
+        goto endjob;
+
+    if (backendTransfer &&
+        qemuMigrationLocalSetupBackendTransfer(driver, vm, def, dstParams,
+                                               migParams) < 0)
         goto endjob;
 
     qemuMigrationSrcStoreDomainState(vm);
     jobPriv->local = local = qemuMigrationLocalNew();
+    if (backendTransfer)
+        qemuMigrationLocalPrepareHandover(local, vm->def, def);
     qemuMigrationLocalSetPhase(vm, local, QEMU_MIGRATION_LOCAL_PHASE_PREPARE);
 
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0) {
@@ -1153,6 +1457,7 @@ qemuMigrationLocalPerform(virQEMUDriver *driver,
     virObjectLock(vm);
 
     /* MIGRATE */
+    qemuMigrationLocalSetOwner(local, QEMU_MIGRATION_LOCAL_NET_OWNER_HANDOVER);
     qemuMigrationLocalSetPhase(vm, local, QEMU_MIGRATION_LOCAL_PHASE_MIGRATE);
     useFlags &= ~VIR_MIGRATE_PAUSED; /* applies to the new process */
     if (qemuMigrationSrcRunLocal(driver, vm, fds[0], useFlags, resource,
@@ -1180,6 +1485,7 @@ qemuMigrationLocalPerform(virQEMUDriver *driver,
     qemuMigrationLocalProcessRecord(&local->source, vm);
     qemuMigrationLocalSwap(vm, shadow);
     adopted = true;
+    qemuMigrationLocalSetOwner(local, QEMU_MIGRATION_LOCAL_NET_OWNER_TARGET);
     qemuMigrationLocalSetPhase(vm, local, QEMU_MIGRATION_LOCAL_PHASE_CLEANUP);
 
     if (qemuMigrationLocalAttach(driver, vm, flags) < 0) {
@@ -1188,6 +1494,7 @@ qemuMigrationLocalPerform(virQEMUDriver *driver,
         g_clear_pointer(&QEMU_DOMAIN_PRIVATE(vm)->mon, qemuMonitorClose);
         qemuMigrationLocalSwap(vm, shadow);
         adopted = false;
+        qemuMigrationLocalSetOwner(local, QEMU_MIGRATION_LOCAL_NET_OWNER_SOURCE);
         if (qemuConnectMonitor(driver, vm, VIR_ASYNC_JOB_MIGRATION_OUT,
                                NULL, true) < 0)
             VIR_WARN("cannot reconnect to the old process of '%s'",
@@ -1197,7 +1504,9 @@ qemuMigrationLocalPerform(virQEMUDriver *driver,
     }
 
     /* CLEANUP */
+    qemuMigrationLocalEndHandover(vm->def);
     qemuMigrationLocalMovePidfile(driver, vm, shadow);
+    qemuMigrationLocalDropHandedOver(local, shadow->def);
     qemuProcessStop(driver, shadow, VIR_DOMAIN_SHUTOFF_MIGRATED,
                     VIR_ASYNC_JOB_MIGRATION_IN,
                     VIR_QEMU_PROCESS_STOP_MIGRATED |
@@ -1210,7 +1519,10 @@ qemuMigrationLocalPerform(virQEMUDriver *driver,
 
  rollback:
     virErrorPreserveLast(&orig_err);
+    qemuMigrationLocalSetOwner(local, QEMU_MIGRATION_LOCAL_NET_OWNER_SOURCE);
     qemuMigrationLocalSetPhase(vm, local, QEMU_MIGRATION_LOCAL_PHASE_ROLLBACK);
+    if (shadow && !adopted)
+        qemuMigrationLocalDropHandedOver(local, shadow->def);
     if (shadow && !adopted)
         qemuProcessStop(driver, shadow, VIR_DOMAIN_SHUTOFF_FAILED,
                         VIR_ASYNC_JOB_MIGRATION_IN,

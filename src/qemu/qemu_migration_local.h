@@ -127,6 +127,9 @@ char *
 qemuMigrationLocalPidfilePath(const char *stateDir,
                               const virDomainDef *def);
 
+bool
+qemuMigrationLocalNetIsHandedOver(const virDomainNetDef *net);
+
 void
 qemuMigrationLocalShadowEvent(virDomainObj *vm,
                               int eventType);

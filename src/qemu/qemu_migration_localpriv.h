@@ -24,6 +24,7 @@
 #pragma once
 
 #include "qemu_migration_local.h"
+#include "qemu_capabilities.h"
 
 int
 qemuMigrationLocalCheckFlags(unsigned int flags,
@@ -44,4 +45,16 @@ qemuMigrationLocalCheckURI(virDomainObj *vm,
 
 int
 qemuMigrationLocalCheckDevices(virDomainDef *oldDef,
-                               virDomainDef *newDef);
+                               virDomainDef *newDef,
+                               bool backendTransfer);
+
+typedef struct _qemuMigrationLocalDialect qemuMigrationLocalDialect;
+
+const qemuMigrationLocalDialect *
+qemuMigrationLocalDialectSelect(virQEMUCaps *srcCaps,
+                                const char *srcBinary,
+                                virQEMUCaps *dstCaps,
+                                const char *dstBinary);
+
+const char *
+qemuMigrationLocalDialectName(const qemuMigrationLocalDialect *dialect);

@@ -16,47 +16,6 @@ SLOW_BANDWIDTH=${SLOW_BANDWIDTH:-2}
 
 lv_guest_test 31 local
 
-show_logs() {
-    tap_diag "libvirt log:" "$(grep -v ' info : \| warning : ' "$root/libvirt.log" 2>/dev/null | tail -n 10)"
-    tap_diag "libvirt QEMU log:" "$(tail -n 10 "$root/log/qemu/$dom.log" 2>/dev/null)"
-}
-
-# QEMU processes of the domain (there must be exactly one between steps)
-qemu_pids() {
-    local p
-    for p in $(pgrep -f -- "-name guest=$dom," || :); do
-        [ "$(cat "/proc/$p/comm" 2>/dev/null)" = qemu-system-x86 ] && echo "$p"
-    done | sort
-}
-
-# a QEMU of the domain other than $old
-new_qemu() { qemu_pids | grep -vx "$old" | head -n1 || :; }
-has_new_qemu() { [ -n "$(new_qemu)" ]; }
-
-one_qemu() {
-    local pids
-    pids=$(qemu_pids)
-    [ "$(wc -w <<<"$pids")" -eq 1 ] && [ "$pids" = "$(lv_qemu_pid "$root" "$dom")" ]
-}
-
-# ping the guest for the duration of "$@"; prints the pingstat figures
-pinged() {
-    local log=$LM_TMP/ping.$RANDOM rc=0
-    lm_nsexec "$LM_PINGSTAT" start "$log" "$GUEST_IP" 0.01 >/dev/null
-    "$LM_PINGSTAT" wait "$log" 30 >/dev/null || :
-    "$@" || rc=$?
-    sleep 1
-    "$LM_PINGSTAT" stop "$log" >"$LM_TMP/last.stats"
-    return $rc
-}
-
-stat_of() { sed -n "s/^$1=//p" "$LM_TMP/last.stats"; }
-
-answers() {
-    pinged sleep 1 && [ "$(stat_of received)" -gt 50 ] &&
-        [ "$(stat_of lost_after_first_reply)" -le 2 ]
-}
-
 tap_check "define and start $dom" \
     lv_virsh "$root" "define $LM_TMP/$dom.xml; start $dom" || { show_logs; tap_bail "start failed"; }
 lm_wait_until "$BOOT_TIMEOUT" grep -q "$GUEST_READY_MARKER" "$serial" ||

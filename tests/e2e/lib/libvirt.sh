@@ -124,8 +124,9 @@ _lv_xml_escape() {
 
 # lv_domain_xml NAME SERIAL_LOG: XML of the test guest (needs guest.env
 # sourced).  Optional env: LV_MAC (default 52:54:00:4c:4d:02), LV_TAP to
-# choose the TAP name (not vnet*: reserved by libvirt), QEMU for the
-# emulator binary.
+# choose the TAP name (not vnet*: reserved by libvirt), LV_NET_XML for
+# more elements of the <interface> (e.g. <backend transfer='on'/>), QEMU
+# for the emulator binary.
 lv_domain_xml() {
     local name serial kernel initrd cmdline emulator target=
     name=$(_lv_xml_escape "$1")
@@ -162,7 +163,7 @@ lv_domain_xml() {
       <source bridge='$LM_BRIDGE'/>
       <mac address='${LV_MAC:-52:54:00:4c:4d:02}'/>
       <model type='virtio'/>
-      <rom enabled='no'/>$target
+      <rom enabled='no'/>$target${LV_NET_XML:-}
     </interface>
     <serial type='file'>
       <source path='$serial'/>
@@ -225,4 +226,48 @@ lv_guest_test() {
     lv_embed_root "$root"
     lm_netns_create "$name"
     lv_domain_xml "$dom" "$serial" >"$LM_TMP/$dom.xml"
+}
+
+# --- the guest under test (globals: root, dom, LM_TMP, GUEST_IP) ---------
+
+show_logs() {
+    tap_diag "libvirt log:" "$(grep -v ' info : \| warning : ' "$root/libvirt.log" 2>/dev/null | tail -n 10)"
+    tap_diag "libvirt QEMU log:" "$(tail -n 10 "$root/log/qemu/$dom.log" 2>/dev/null)"
+}
+
+# QEMU processes of the domain (there must be exactly one between steps)
+qemu_pids() {
+    local p
+    for p in $(pgrep -f -- "-name guest=$dom," || :); do
+        [ "$(cat "/proc/$p/comm" 2>/dev/null)" = qemu-system-x86 ] && echo "$p"
+    done | sort
+}
+
+# a QEMU of the domain other than $old
+new_qemu() { qemu_pids | grep -vx "$old" | head -n1 || :; }
+has_new_qemu() { [ -n "$(new_qemu)" ]; }
+
+one_qemu() {
+    local pids
+    pids=$(qemu_pids)
+    [ "$(wc -w <<<"$pids")" -eq 1 ] && [ "$pids" = "$(lv_qemu_pid "$root" "$dom")" ]
+}
+
+# ping the guest every 10 ms for the duration of "$@"; the figures of
+# pingstat go to $LM_TMP/last.stats (read them with stat_of)
+pinged() {
+    local log=$LM_TMP/ping.$RANDOM rc=0
+    lm_nsexec "$LM_PINGSTAT" start "$log" "$GUEST_IP" 0.01 >/dev/null
+    "$LM_PINGSTAT" wait "$log" 30 >/dev/null || :
+    "$@" || rc=$?
+    sleep 1
+    "$LM_PINGSTAT" stop "$log" >"$LM_TMP/last.stats"
+    return $rc
+}
+
+stat_of() { sed -n "s/^$1=//p" "$LM_TMP/last.stats"; }
+
+answers() {
+    pinged sleep 1 && [ "$(stat_of received)" -gt 50 ] &&
+        [ "$(stat_of lost_after_first_reply)" -le 2 ]
 }
