@@ -1554,15 +1554,17 @@ qemuMigrationLocalProcessIsAlive(qemuMigrationLocalProcess *proc)
     g_autofree char *path = NULL;
     int len;
 
-    if (proc->pid <= 0 || !proc->monitor || virProcessKill(proc->pid, 0) < 0)
+    if (proc->pid <= 0 || !proc->libDir || virProcessKill(proc->pid, 0) < 0)
         return false;
 
-    /* a recycled pid would not have our monitor socket on its command line */
+    /* A recycled pid would not have the process's own lib dir (its master
+     * key lives there) on its command line. The monitor socket path is
+     * not enough: a QEMU that takes the socket as an fd never sees it. */
     path = g_strdup_printf("/proc/%lld/cmdline", (long long) proc->pid);
     if ((len = virFileReadAll(path, 1024 * 1024, &cmdline)) < 0)
         return false;
 
-    return memmem(cmdline, len, proc->monitor, strlen(proc->monitor)) != NULL;
+    return memmem(cmdline, len, proc->libDir, strlen(proc->libDir)) != NULL;
 }
 
 

@@ -1,11 +1,21 @@
 #!/bin/bash
 # Local migration with backend transfer (virsh migrate --live
 # --local-backend-transfer) of a real guest under the built libvirt and the
-# reference QEMU, pinged every 10 ms from its namespace: the new QEMU holds
-# the very TAP the old one had (same name, ifindex, bridge port, an open
-# queue fd in the new process), no packet is lost, and the largest gap is
-# printed beside a classic local migration's on the same guest.  On Debian
-# 12's QEMU 7.2 backend transfer is refused before anything starts.
+# reference QEMU, pinged every 10 ms from its namespace.  The guest has two
+# interfaces with <backend transfer='on'/>: a bridge one with queues=2 (the
+# pings go through it) and an ethernet one whose <script>/<downscript> log
+# their calls.  Checks:
+#   - after the migration the new QEMU holds the very TAPs the old one had
+#     (name, ifindex, bridge port, both queues; virt-tap-info), no packet is
+#     lost, and the largest gap is printed beside a classic local
+#     migration's on the same guest;
+#   - faults (domjobabort, the new QEMU killed, the daemon killed): the
+#     guest keeps answering on its original QEMU, which still holds the
+#     same TAPs;
+#   - the ifup script ran once at start and the ifdown script once at the
+#     final destroy, whatever succeeded or failed in between;
+#   - on Debian 12's QEMU 7.2 backend transfer is refused before anything
+#     starts, naming the binary and what it lacks.
 # TAP output.
 #
 # Env: as local-migrate.sh; the reference QEMU comes from qemu/build.sh.
@@ -14,58 +24,83 @@ set -euo pipefail
 . "$LM_LIB_DIR/libvirt.sh"
 
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-90}
-top=$(cd "$LM_E2E_DIR/../.." && pwd)
-TAPTOOL="/usr/bin/python3 $top/qemu/tests/taptool.py"
+SLOW_BANDWIDTH=${SLOW_BANDWIDTH:-2}
 STOCK_QEMU=/usr/bin/qemu-system-x86_64
+top=$(cd "$LM_E2E_DIR/../.." && pwd)
 
 qemu_env=${LOCALMIG_BUILD_ROOT:-$top/_build}/qemu/qemu.env
 [ -f "$qemu_env" ] || tap_skip_all "no reference QEMU: run qemu/build.sh (./localmig build)"
 . "$qemu_env"
 [ -x "$QEMU_BIN" ] || tap_skip_all "$QEMU_BIN missing: run qemu/build.sh"
 QEMU=$QEMU_BIN
+
+lv_guest_test 22 bt
+
+# the ethernet interface's scripts log "up TAP" / "down TAP"
+scripts=$LM_TMP/ifscripts.log
+for dir in up down; do
+    printf '#!/bin/sh\necho "%s $1" >>%s\n' "$dir" "$scripts" >"$LM_TMP/if$dir.sh"
+    chmod +x "$LM_TMP/if$dir.sh"
+done
+: >"$scripts"
 LV_NET_XML="
+      <driver queues='2'/>
       <backend transfer='on'/>"
+LV_DEVICES_XML="    <interface type='ethernet'>
+      <mac address='52:54:00:4c:4d:12'/>
+      <script path='$LM_TMP/ifup.sh'/>
+      <downscript path='$LM_TMP/ifdown.sh'/>
+      <model type='virtio'/>
+      <rom enabled='no'/>
+      <backend transfer='on'/>
+    </interface>"
+lv_domain_xml "$dom" "$serial" >"$LM_TMP/$dom.xml"
 
-lv_guest_test 14 bt
-
-# tap_identity: "name ifindex bridge-port" of the domain's TAP
-tap_identity() {
-    local tap
-    tap=$(lv_domain_tap "$root" "$dom")
-    [ -n "$tap" ] || return 1
-    echo "$tap $(ip netns exec "$LM_NS" cat "/sys/class/net/$tap/ifindex")" \
-         "$(ip netns exec "$LM_NS" cat "/sys/class/net/$tap/brport/port_no" 2>/dev/null)"
+tap_info() {
+    lm_nsexec "$LIBVIRT_BUILDDIR/run" "$LIBVIRT_BUILDDIR/tools/virt-tap-info" "$@"
 }
 
-# holders TAP: the QEMU pids holding a queue fd of TAP, from fdinfo
-holders() {
-    local p
-    for p in $(qemu_pids); do
-        $TAPTOOL fds "$p" | awk -v t="$1" '$2 == t { found = 1 } END { exit !found }' &&
-            echo "$p"
+# taps: "bridge-TAP ethernet-TAP" of the domain
+taps() {
+    lv_virsh "$root" domiflist "$dom" |
+        awk '$2 == "bridge" { b = $1 } $2 == "ethernet" { e = $1 } END { print b, e }'
+}
+
+# identity TAP...: "name ifindex master-and-port" of each TAP
+identity() {
+    local t
+    for t in "$@"; do
+        tap_info "$t" | awk '/^(tap|ifindex|master):/ { sub(/^[a-z]+: /, ""); printf "%s ", $0 }'
+        echo
     done
 }
 
-tap_check "define and start $dom on the reference QEMU with <backend transfer='on'/>" \
+# holders TAP: "PID queues=N" for each process holding a queue of TAP
+holders() {
+    tap_info "$1" | awk '/^holder: [0-9]/ { printf "%s %s ", $2, $4 }'
+}
+
+# script_calls: the script log, one call per line, sorted
+script_calls() { sort "$scripts" | tr '\n' ',' ; }
+
+tap_check "define and start $dom on the reference QEMU, two interfaces with <backend transfer='on'/>" \
     lv_virsh "$root" "define $LM_TMP/$dom.xml; start $dom" || { show_logs; tap_bail "start failed"; }
 lm_wait_until "$BOOT_TIMEOUT" grep -q "$GUEST_READY_MARKER" "$serial" ||
     tap_bail "guest did not boot"
 tap_check "guest answers pings" answers || tap_bail "no ping"
 
-if grep -q "backend-transfer=on\|\"backend-transfer\":true" "$root/log/qemu/$dom.log"; then
-    tap_ok "virtio-net started with backend-transfer=on"
+read -r btap etap <<<"$(taps)"
+if [ "$(grep -o '"backend-transfer":true' "$root/log/qemu/$dom.log" | wc -l)" -ge 2 ] &&
+   [ "$(script_calls)" = "up $etap," ]; then
+    tap_ok "virtio-net started with backend-transfer=on; the ifup script ran once for $etap"
 else
-    tap_not_ok "virtio-net started with backend-transfer=on"
-    tap_diag "$(grep -o -- '-device [^ ]*virtio-net[^ ]*' "$root/log/qemu/$dom.log" | tail -n1)"
+    tap_not_ok "virtio-net with backend-transfer=on, one ifup ($(script_calls))"
 fi
 
 # --- backend transfer ------------------------------------------------
 pid0=$(lv_qemu_pid "$root" "$dom")
-id0=$(tap_identity)
-read -r tap0 _ <<<"$id0"
-tap_diag "before: QEMU $pid0, TAP (name ifindex bridge-port) $id0," \
-    "held by $(holders "$tap0" | tr '\n' ' ')" \
-    "$($TAPTOOL state "$pid0" "$($TAPTOOL fds "$pid0" | awk -v t="$tap0" '$2 == t { print $1; exit }')" | tr '\n' ' ')"
+id0=$(identity "$btap" "$etap")
+tap_diag "before:" "$(tap_info "$btap" "$etap")"
 t0=$(lm_now)
 if pinged lv_virsh "$root" migrate --live --local-backend-transfer --verbose "$dom" \
         >"$LM_TMP/migrate.out" 2>&1; then
@@ -83,19 +118,19 @@ if [ -n "$pid1" ] && [ "$pid1" != "$pid0" ] && lm_pid_alive "$pid1" &&
 else
     tap_not_ok "QEMU pid changed ($pid0 -> '$pid1')"
 fi
-id1=$(tap_identity || :)
-if [ -n "$id1" ] && [ "$id1" = "$id0" ]; then
-    tap_ok "the same TAP, ifindex and bridge port: $id1"
+tap_diag "after:" "$(tap_info "$btap" "$etap")"
+id1=$(identity "$btap" "$etap")
+if [ "$(taps)" = "$btap $etap" ] && [ "$id1" = "$id0" ]; then
+    tap_ok "the same TAPs, ifindexes and bridge port: $(tr '\n' ';' <<<"$id1")"
 else
-    tap_not_ok "the same TAP, ifindex and bridge port ($id0 -> '$id1')"
+    tap_not_ok "the same TAPs ($id0 -> $id1)"
 fi
-h=$(holders "$tap0" | tr '\n' ' ')
-if [ "$h" = "$pid1 " ]; then
-    tap_ok "the new QEMU $pid1 holds the TAP's queue fd, no other process does"
+if [ "$(holders "$btap")" = "$pid1 queues=2 " ] &&
+   [ "$(holders "$etap")" = "$pid1 queues=1 " ]; then
+    tap_ok "the new QEMU $pid1 holds both queues of $btap and the queue of $etap, no other process does"
 else
-    tap_not_ok "the new QEMU holds the TAP ('$h')"
+    tap_not_ok "the new QEMU holds the TAPs ($btap: $(holders "$btap"); $etap: $(holders "$etap"))"
 fi
-tap_diag "after: $($TAPTOOL state "$pid1" "$($TAPTOOL fds "$pid1" | awk -v t="$tap0" '$2 == t { print $1; exit }')" 2>&1 | tr '\n' ' ')"
 if [ "$(stat_of received)" -gt 0 ] && [ "$bt_lost" -eq 0 ] &&
    [ "$(stat_of unanswered_tail)" -eq 0 ]; then
     tap_ok "no packet lost; largest ping gap $bt_gap ms"
@@ -104,30 +139,77 @@ else
     tap_diag "$(cat "$LM_TMP/last.stats")"
 fi
 info=$(lv_virsh "$root" dominfo "$dom")
-if grep -q '^State: *running' <<<"$info" && grep -q '^Persistent: *yes' <<<"$info"; then
-    tap_ok "domain running and still persistent"
+if grep -q '^State: *running' <<<"$info" && grep -q '^Persistent: *yes' <<<"$info" &&
+   [ "$(script_calls)" = "up $etap," ]; then
+    tap_ok "domain running and still persistent; no script ran"
 else
-    tap_not_ok "domain running and still persistent"
+    tap_not_ok "domain running and persistent, no script ran ($(script_calls))"
     tap_diag "$info"
 fi
 
+# --- faults ----------------------------------------------------------
+# after_fault NAME: exactly one QEMU, the original one, answering pings and
+# still the only holder of the same TAPs
+after_fault() {
+    local name=$1
+    if one_qemu && [ "$(lv_qemu_pid "$root" "$dom")" = "$old" ] && answers &&
+       [ "$(identity "$btap" "$etap")" = "$id0" ] &&
+       [ "$(holders "$btap")" = "$old queues=2 " ] &&
+       [ "$(holders "$etap")" = "$old queues=1 " ]; then
+        tap_ok "$name: guest answers on its original QEMU $old, the only holder of its TAPs; gap $(stat_of max_gap_ms) ms"
+    else
+        tap_not_ok "$name: guest answers on its original QEMU $old with its TAPs"
+        tap_diag "QEMUs: $(qemu_pids | tr '\n' ' ') pidfile: $(lv_qemu_pid "$root" "$dom")"
+        tap_diag "$btap: $(holders "$btap"); $etap: $(holders "$etap")"
+        tap_diag "$(cat "$LM_TMP/slow.out" 2>/dev/null)"
+        show_logs
+    fi
+}
+
+fault_abort --local-backend-transfer
+fault_kill_new --local-backend-transfer
+fault_kill_daemon --local-backend-transfer
+
+if [ "$(script_calls)" = "up $etap," ]; then
+    tap_ok "after one successful and three failed migrations the ifup script ran once, the ifdown script never"
+else
+    tap_not_ok "scripts ran once ($(script_calls))"
+fi
+
 # --- classic local migration of the same guest, for comparison -------
-if pinged lv_virsh "$root" migrate --live --local "$dom" >"$LM_TMP/migrate.out" 2>&1 &&
-   [ "$(tap_identity | cut -d' ' -f1)" != "$tap0" ]; then
-    tap_ok "classic --local on the same guest: new TAP; largest gap $(stat_of max_gap_ms) ms, $(stat_of lost_after_first_reply) lost (backend transfer: $bt_gap ms, $bt_lost lost)"
+# new TAPs: the ethernet one gets its ifup, the old one its ifdown
+if pinged lv_virsh "$root" migrate --live --local "$dom" >"$LM_TMP/migrate.out" 2>&1; then
+    read -r cbtap cetap <<<"$(taps)"
+    tap_diag "classic: bridge TAP $btap -> $cbtap, ethernet TAP $etap -> $cetap"
+    if [ "$cbtap" != "$btap" ] && [ "$cetap" != "$etap" ] &&
+       [ "$(script_calls)" = "$(printf '%s\n' "up $etap" "up $cetap" "down $etap" | sort | tr '\n' ',')" ]; then
+        tap_ok "classic --local on the same guest: new TAPs; largest gap $(stat_of max_gap_ms) ms, $(stat_of lost_after_first_reply) lost (backend transfer: $bt_gap ms, $bt_lost lost)"
+    else
+        tap_not_ok "classic --local: new TAPs, one ifup and one ifdown each ($(script_calls))"
+    fi
 else
     tap_not_ok "classic --local on the same guest"
     tap_diag "$(cat "$LM_TMP/migrate.out")"
 fi
 
-# --- Debian 12's QEMU: the same guest without the attribute, which QEMU
-# 7.2 cannot start, restarted on it; backend transfer is refused before
-# anything starts
+# --- the domain's final stop: one ifdown per TAP ---------------------
 pid=$(lv_qemu_pid "$root" "$dom")
 lv_destroy "$root" "$dom" >/dev/null || :
 lm_wait_until 10 lm_pid_gone "$pid" || :
+# every TAP the script saw: one "up", one "down"
+per_tap=$(cut -d' ' -f2 "$scripts" | sort | uniq -c | awk '{ printf "%s ", $1 }')
+if [ "$(grep -c '^up ' "$scripts")" -eq 2 ] && [ "$(grep -c '^down ' "$scripts")" -eq 2 ] &&
+   [ "$per_tap" = "2 2 " ]; then
+    tap_ok "after destroy each TAP had exactly one ifup and one ifdown: $(script_calls)"
+else
+    tap_not_ok "one ifup and one ifdown per TAP ($(script_calls))"
+fi
+
+# --- Debian 12's QEMU: the same guest without the attribute, which QEMU
+# 7.2 cannot start, restarted on it; backend transfer is refused before
+# anything starts
 : >"$serial"
-QEMU=$STOCK_QEMU LV_NET_XML= lv_domain_xml "$dom" "$serial" >"$LM_TMP/stock.xml"
+QEMU=$STOCK_QEMU LV_NET_XML= LV_DEVICES_XML= lv_domain_xml "$dom" "$serial" >"$LM_TMP/stock.xml"
 if lv_virsh "$root" "undefine $dom" >/dev/null &&
    lv_virsh "$root" "define $LM_TMP/stock.xml; start $dom" >/dev/null &&
    lm_wait_until "$BOOT_TIMEOUT" grep -q "$GUEST_READY_MARKER" "$serial"; then

@@ -125,8 +125,8 @@ _lv_xml_escape() {
 # lv_domain_xml NAME SERIAL_LOG: XML of the test guest (needs guest.env
 # sourced).  Optional env: LV_MAC (default 52:54:00:4c:4d:02), LV_TAP to
 # choose the TAP name (not vnet*: reserved by libvirt), LV_NET_XML for
-# more elements of the <interface> (e.g. <backend transfer='on'/>), QEMU
-# for the emulator binary.
+# more elements of the <interface> (e.g. <backend transfer='on'/>),
+# LV_DEVICES_XML for more devices, QEMU for the emulator binary.
 lv_domain_xml() {
     local name serial kernel initrd cmdline emulator target=
     name=$(_lv_xml_escape "$1")
@@ -165,6 +165,7 @@ lv_domain_xml() {
       <model type='virtio'/>
       <rom enabled='no'/>$target${LV_NET_XML:-}
     </interface>
+${LV_DEVICES_XML:-}
     <serial type='file'>
       <source path='$serial'/>
       <target port='0'/>
@@ -270,4 +271,93 @@ stat_of() { sed -n "s/^$1=//p" "$LM_TMP/last.stats"; }
 answers() {
     pinged sleep 1 && [ "$(stat_of received)" -gt 50 ] &&
         [ "$(stat_of lost_after_first_reply)" -le 2 ]
+}
+
+# --- faults in the middle of a local migration ---------------------------
+# Each fault_* OPTION runs `virsh migrate --live OPTION` (--local or
+# --local-backend-transfer) slowed down to SLOW_BANDWIDTH MiB/s so that the
+# fault lands while the state streams, checks that the migration failed
+# (one TAP point), then calls the test's after_fault NAME, which checks what
+# is left.  They set old (the domain's QEMU before) and new (the one started
+# for the migration).
+
+# start_slow OPTION: the slowed-down migration in the background; waits for
+# the new QEMU.
+start_slow() {
+    old=$(lv_qemu_pid "$root" "$dom")
+    LIBVIRT_LOG_OUTPUTS="3:file:$root/libvirt.log" \
+        ip netns exec "$LM_NS" "$LIBVIRT_BUILDDIR/run" "$LIBVIRT_BUILDDIR/tools/virsh" \
+        -q -c "qemu:///embed?root=$root" \
+        migrate --live "$1" --bandwidth "${SLOW_BANDWIDTH:-2}" "$dom" \
+        >"$LM_TMP/slow.out" 2>&1 &
+    virsh_pid=$!
+    new=
+    lm_wait_until 30 has_new_qemu && new=$(new_qemu)
+    sleep 2   # into the MIGRATE phase
+}
+
+# domjobabort: with the embedded driver no second virsh can reach the
+# domain while migrate runs, so this uses virsh's own abort: on a terminal,
+# Ctrl-C during migrate calls virDomainAbortJob.
+fault_abort() {
+    old=$(lv_qemu_pid "$root" "$dom")
+    rm -f "$LM_TMP/tty.in"
+    mkfifo "$LM_TMP/tty.in"
+    LIBVIRT_LOG_OUTPUTS="3:file:$root/libvirt.log" \
+        script -qfec "ip netns exec $LM_NS $LIBVIRT_BUILDDIR/run $LIBVIRT_BUILDDIR/tools/virsh -q -c 'qemu:///embed?root=$root' migrate --live $1 --bandwidth ${SLOW_BANDWIDTH:-2} $dom" \
+        /dev/null <"$LM_TMP/tty.in" >"$LM_TMP/slow.out" 2>&1 &
+    virsh_pid=$!
+    exec 9>"$LM_TMP/tty.in"
+    new=
+    lm_wait_until 30 has_new_qemu && new=$(new_qemu)
+    sleep 2
+    printf '\003' >&9
+    if [ -n "$new" ] && ! wait "$virsh_pid" && grep -qi "cancel\|abort" "$LM_TMP/slow.out"; then
+        tap_ok "$1: domjobabort (Ctrl-C in virsh migrate) ends the migration: $(tr -d '\r' <"$LM_TMP/slow.out" | tr '\n' ' ')"
+    else
+        tap_not_ok "$1: domjobabort (Ctrl-C in virsh migrate) ends the migration"
+        tap_diag "$(cat "$LM_TMP/slow.out")"
+    fi
+    exec 9>&-
+    after_fault "domjobabort"
+}
+
+# the new QEMU killed mid-migration
+fault_kill_new() {
+    start_slow "$1"
+    if [ -n "$new" ]; then
+        kill -9 "$new"
+        if ! wait "$virsh_pid"; then
+            tap_ok "$1: killing the new QEMU $new fails the migration: $(tr '\n' ' ' <"$LM_TMP/slow.out")"
+        else
+            tap_not_ok "$1: killing the new QEMU fails the migration"
+        fi
+    else
+        wait "$virsh_pid" || :
+        tap_not_ok "$1: kill new QEMU: it did not appear"
+    fi
+    after_fault "new QEMU killed"
+}
+
+# the daemon (for the embedded driver: virsh) killed mid-migration; the
+# next virsh recovers: the new QEMU is discarded, the old one resumed
+fault_kill_daemon() {
+    start_slow "$1"
+    if [ -n "$new" ]; then
+        pkill -9 -P "$virsh_pid" 2>/dev/null || :
+        kill -9 "$virsh_pid" 2>/dev/null || :
+        wait "$virsh_pid" 2>/dev/null || :
+        pkill -9 -f -- "-c qemu:///embed?root=$root migrate" || :
+        # the next virsh reconnects (domstats waits for that) and recovers
+        lv_virsh "$root" "domstats $dom" >/dev/null 2>&1 || :
+        if lm_pid_gone "$virsh_pid" && lm_wait_until 10 lm_pid_gone "$new"; then
+            tap_ok "$1: daemon (virsh) killed mid-migration; the next one discarded the new QEMU $new"
+        else
+            tap_not_ok "$1: the daemon restarted after its death discards the new QEMU $new"
+        fi
+    else
+        wait "$virsh_pid" || :
+        tap_not_ok "$1: kill daemon: the new QEMU did not appear"
+    fi
+    after_fault "daemon killed"
 }
