@@ -18,9 +18,17 @@
 
 #include <config.h>
 
+#include <fcntl.h>
+
 #include "testutils.h"
 #include "testutilsqemu.h"
+#include "testutilsqemuschema.h"
+#include "qemu/qemu_command.h"
 #include "qemu/qemu_domain.h"
+#include "qemu/qemu_fd.h"
+#include "qemu/qemu_migration_params.h"
+#define LIBVIRT_QEMU_MIGRATION_PARAMSPRIV_H_ALLOW
+#include "qemu/qemu_migration_paramspriv.h"
 #include "qemu/qemu_migration_local.h"
 #define LIBVIRT_QEMU_MIGRATION_LOCALPRIV_H_ALLOW
 #include "qemu/qemu_migration_localpriv.h"
@@ -29,6 +37,10 @@
 #define VIR_FROM_THIS VIR_FROM_NONE
 
 static virQEMUDriver driver;
+
+/* QMP schema of the reference QEMU (recorded replies), which has the
+ * backend transfer interface */
+static GHashTable *localmigSchema;
 
 /* Each check either passes or fails with an error whose message contains
  * @error: the option, flag or device the user has to change. */
@@ -220,6 +232,123 @@ testDialect(const void *opaque)
                           data->dialect)) {
         VIR_TEST_VERBOSE("\ndialect %s, expected %s",
                          qemuMigrationLocalDialectName(dialect), data->dialect);
+        return -1;
+    }
+    return 0;
+}
+
+
+/* QEMU marks the members of the backend transfer interface 'unstable'
+ * (the series calls them experimental) and the schema validator refuses
+ * every unstable member; accept exactly these, everything else of the
+ * commands is still checked. */
+static void
+testAllowBackendTransfer(GHashTable *schema)
+{
+    GHashTableIter iter;
+    void *value;
+
+    g_hash_table_iter_init(&iter, schema);
+    while (g_hash_table_iter_next(&iter, NULL, &value)) {
+        virJSONValue *members = virJSONValueObjectGetArray(value, "members");
+        size_t i;
+
+        for (i = 0; members && i < virJSONValueArraySize(members); i++) {
+            virJSONValue *member = virJSONValueArrayGet(members, i);
+            const char *name = virJSONValueObjectGetString(member, "name");
+
+            if (STREQ_NULLABLE(name, "backend-transfer") ||
+                STREQ_NULLABLE(name, "incoming-fds"))
+                virJSONValueObjectRemoveKey(member, "features", NULL);
+        }
+    }
+}
+
+
+typedef struct {
+    const char *iface;   /* <interface> of the handed-over TAP */
+    size_t nvhostfds;    /* vhost-net fds the new process opened */
+    const char *netdev;  /* expected -netdev JSON */
+} testIncomingData;
+
+/* The new process's netdev for a TAP that arrives in the stream. */
+static int
+testIncoming(const void *opaque)
+{
+    const testIncomingData *data = opaque;
+    g_autoptr(virDomainObj) vm = NULL;
+    g_autoptr(virJSONValue) props = NULL;
+    g_autofree char *actual = NULL;
+    g_auto(virBuffer) debug = VIR_BUFFER_INITIALIZER;
+    qemuDomainNetworkPrivate *netpriv;
+    virDomainNetDef *net;
+    size_t i;
+
+    if (!(vm = virDomainObjNew(driver.xmlopt)) ||
+        !(vm->def = testParseDef(data->iface)))
+        return -1;
+    virObjectUnlock(vm);
+
+    net = vm->def->nets[0];
+    net->info.alias = g_strdup("net0");
+    netpriv = QEMU_DOMAIN_NETWORK_PRIVATE(net);
+    netpriv->incomingFds = true;
+    for (i = 0; i < data->nvhostfds; i++) {
+        g_autofree char *name = g_strdup_printf("vhostfd-net0%zu", i);
+        int fd = open("/dev/null", O_RDONLY);
+
+        netpriv->vhostfds = g_slist_append(netpriv->vhostfds,
+                                           qemuFDPassDirectNew(name, &fd));
+    }
+
+    if (!(props = qemuBuildHostNetProps(vm, net)))
+        return -1;
+    qemuDomainNetworkPrivateClearFDs(netpriv);
+
+    actual = virJSONValueToString(props, false);
+    if (STRNEQ(actual, data->netdev)) {
+        VIR_TEST_VERBOSE("\nnetdev %s\nexpected %s", actual, data->netdev);
+        return -1;
+    }
+
+    if (testQEMUSchemaValidateCommand("netdev_add", props, localmigSchema,
+                                      false, false, false, &debug) < 0) {
+        VIR_TEST_VERBOSE("\nnot valid for the reference QEMU: %s",
+                         virBufferCurrentContent(&debug));
+        return -1;
+    }
+    return 0;
+}
+
+
+/* The migration parameter both processes get. */
+static int
+testParamJSON(const void *opaque G_GNUC_UNUSED)
+{
+    g_autoptr(qemuMigrationParams) params = NULL;
+    g_autoptr(virJSONValue) json = NULL;
+    g_autofree char *actual = NULL;
+    g_auto(virBuffer) debug = VIR_BUFFER_INITIALIZER;
+    const char *expect = "{\"backend-transfer\":true}";
+
+    if (!(params = qemuMigrationParamsFromFlags(NULL, 0, VIR_MIGRATE_LIVE,
+                                                QEMU_MIGRATION_SOURCE)) ||
+        qemuMigrationParamsSetBool(params, QEMU_MIGRATION_PARAM_BACKEND_TRANSFER,
+                                   true) < 0 ||
+        !(json = qemuMigrationParamsToJSON(params, false)))
+        return -1;
+
+    actual = virJSONValueToString(json, false);
+    if (STRNEQ(actual, expect)) {
+        VIR_TEST_VERBOSE("\nparameters %s, expected %s", actual, expect);
+        return -1;
+    }
+
+    if (testQEMUSchemaValidateCommand("migrate-set-parameters", json,
+                                      localmigSchema, false, false, false,
+                                      &debug) < 0) {
+        VIR_TEST_VERBOSE("\nnot valid for the reference QEMU: %s",
+                         virBufferCurrentContent(&debug));
         return -1;
     }
     return 0;
@@ -433,7 +562,50 @@ mymain(void)
                     "it lacks tap netdev option 'incoming-fds'",
                     .src = { TEST_CAPS_SRC }, .dst = { TEST_CAPS_SRC });
 
+    if (!(localmigSchema = testQEMUSchemaLoad(abs_srcdir "/qemucapabilitiesdata/caps_10.0.13_x86_64+localmig.replies"))) {
+        ret = -1;
+        goto cleanup;
+    }
+    testAllowBackendTransfer(localmigSchema);
+
+#define DO_TEST_INCOMING(name, xml, nvhost, json) \
+    do { \
+        const testIncomingData data = { .iface = (xml), \
+                                        .nvhostfds = (nvhost), \
+                                        .netdev = (json) }; \
+        if (virTestRun("incoming netdev " name, testIncoming, &data) < 0) \
+            ret = -1; \
+    } while (0)
+#define TEST_INCOMING_IFACE(more) \
+    "<interface type='bridge'>" \
+    "  <source bridge='br0'/><target dev='lmtap0'/>" \
+    "  <model type='virtio'/>" more \
+    "  <backend transfer='on'/>" \
+    "</interface>"
+
+    /* nothing to open, attach or configure, no script */
+    DO_TEST_INCOMING("single queue", TEST_INCOMING_IFACE(""), 0,
+                     "{\"type\":\"tap\",\"incoming-fds\":true,\"script\":\"no\","
+                     "\"downscript\":\"no\",\"id\":\"hostnet0\"}");
+    DO_TEST_INCOMING("multiqueue", TEST_INCOMING_IFACE("<driver queues='2'/>"), 0,
+                     "{\"type\":\"tap\",\"incoming-fds\":true,\"script\":\"no\","
+                     "\"downscript\":\"no\",\"queues\":2,\"id\":\"hostnet0\"}");
+    /* vhost-net fds are the new process's own */
+    DO_TEST_INCOMING("vhost multiqueue",
+                     TEST_INCOMING_IFACE("<driver name='vhost' queues='2'/>"), 2,
+                     "{\"type\":\"tap\",\"incoming-fds\":true,\"script\":\"no\","
+                     "\"downscript\":\"no\",\"queues\":2,\"vhost\":true,"
+                     "\"vhostfds\":\"vhostfd-net00:vhostfd-net01\",\"id\":\"hostnet0\"}");
+    DO_TEST_INCOMING("vhost", TEST_INCOMING_IFACE("<driver name='vhost'/>"), 1,
+                     "{\"type\":\"tap\",\"incoming-fds\":true,\"script\":\"no\","
+                     "\"downscript\":\"no\",\"vhost\":true,"
+                     "\"vhostfd\":\"vhostfd-net00\",\"id\":\"hostnet0\"}");
+
+    if (virTestRun("migration parameter backend-transfer", testParamJSON, NULL) < 0)
+        ret = -1;
+
  cleanup:
+    g_clear_pointer(&localmigSchema, g_hash_table_unref);
     qemuTestDriverFree(&driver);
     return ret == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }
