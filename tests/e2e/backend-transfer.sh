@@ -34,7 +34,7 @@ qemu_env=${LOCALMIG_BUILD_ROOT:-$top/_build}/qemu/qemu.env
 [ -x "$QEMU_BIN" ] || tap_skip_all "$QEMU_BIN missing: run qemu/build.sh"
 QEMU=$QEMU_BIN
 
-lv_guest_test 22 bt
+lv_guest_test 23 bt
 
 # the ethernet interface's scripts log "up TAP" / "down TAP"
 scripts=$LM_TMP/ifscripts.log
@@ -145,6 +145,14 @@ if grep -q '^State: *running' <<<"$info" && grep -q '^Persistent: *yes' <<<"$inf
 else
     tap_not_ok "domain running and persistent, no script ran ($(script_calls))"
     tap_diag "$info"
+fi
+
+# vhost=on hands over the TAP and opens new vhost-net fds in the new
+# process; that needs /dev/vhost-net
+if [ -c /dev/vhost-net ]; then
+    tap_skip "vhost=on end to end" "not written yet; its netdev is covered by qemumigrationlocaltest"
+else
+    tap_skip "vhost=on end to end" "no /dev/vhost-net on this machine; its netdev is covered by qemumigrationlocaltest"
 fi
 
 # --- faults ----------------------------------------------------------

@@ -1,16 +1,20 @@
 #!/bin/bash
 # The project's demo ("main job"): build the test guest, boot it under the
-# BUILT libvirt (embedded QEMU driver) in a private network namespace, show
-# it answering pings, tear everything down, and print a short report.
+# BUILT libvirt (embedded QEMU driver) on the reference QEMU in a private
+# network namespace with <backend transfer='on'/> on its interface, ping it,
+# local-migrate it with backend transfer under a continuous 10 ms ping,
+# tear everything down, and print what happened: the QEMU pid and the TAP
+# (name, ifindex, bridge port, holder) before and after, the largest ping
+# gap and the packets lost.
 #
-# Each phase is a step_* function working on shared variables; a later
-# local-migration step goes between step_steady_ping and step_teardown (or
-# inside the ping window, see step_steady_ping).
+# Each phase is a step_* function working on shared variables.
 #
 # Env: LIBVIRT_BUILDDIR, LIBVIRT_WAIT (s to wait for the build, default
-#      1800), QEMU, LOCALMIG_CACHE, DEMO_PING_SECS (default 3),
-#      BOOT_TIMEOUT (s, default 90), LM_KEEP=1 keeps the scratch dir.
+#      1800), QEMU (default: the reference QEMU of qemu/build.sh),
+#      LOCALMIG_CACHE, DEMO_PING_SECS (default 3), BOOT_TIMEOUT (s, default
+#      90), LM_KEEP=1 keeps the scratch dir.
 set -euo pipefail
+user_qemu=${QEMU:-}
 . "$(dirname "$0")/lib/common.sh"
 . "$LM_LIB_DIR/libvirt.sh"
 
@@ -33,6 +37,14 @@ step_prepare() {
         say "waiting for the libvirt build in $LIBVIRT_BUILDDIR"
         lv_wait_build "${LIBVIRT_WAIT:-1800}" || die "no libvirt build"
     fi
+    local qemu_env=${LOCALMIG_BUILD_ROOT:-$LM_E2E_DIR/../../_build}/qemu/qemu.env
+    if [ -z "$user_qemu" ]; then
+        [ -f "$qemu_env" ] || die "no reference QEMU: run ./localmig build"
+        . "$qemu_env"
+        QEMU=$QEMU_BIN
+    fi
+    LV_NET_XML="
+      <backend transfer='on'/>"
     lv_ensure_qemu_user
     lm_tmpdir
     ROOT=$LM_TMP/root
@@ -73,6 +85,35 @@ step_steady_ping() {
     PING_STATS=$("$LM_PINGSTAT" stop "$LM_TMP/ping.log")
 }
 
+# tap_line TAP: "name, ifindex N, port P of BRIDGE, held by PID (comm)"
+tap_line() {
+    lm_nsexec "$LIBVIRT_BUILDDIR/run" "$LIBVIRT_BUILDDIR/tools/virt-tap-info" "$1" |
+        awk '/^tap:/ { t = $2 } /^ifindex:/ { i = $2 }
+             /^master:/ { m = $2; p = $4; sub(/\)/, "", p) }
+             /^holder: [0-9]/ { h = h (h ? ", " : "") $2 " " $3 }
+             END { printf "%s, ifindex %s, port %s of %s, held by %s", t, i, p, m, h }'
+}
+
+# The main event: virsh migrate --live --local-backend-transfer inside a
+# window of 10 ms pings.
+step_migrate() {
+    TAP_BEFORE=$(tap_line "$TAP_DEV")
+    say "migrating $DOM to a new QEMU process, handing its TAP over"
+    lm_nsexec "$LM_PINGSTAT" start "$LM_TMP/mig-ping.log" "$GUEST_IP" 0.01 >/dev/null
+    "$LM_PINGSTAT" wait "$LM_TMP/mig-ping.log" 30 >/dev/null || die "no ping before migrating"
+    local t0
+    t0=$(lm_now)
+    lv_virsh "$ROOT" migrate --live --local-backend-transfer "$DOM" ||
+        die "migrate (see $ROOT/log/qemu/$DOM.log)"
+    MIGRATE_MS=$(lm_ms_since "$t0")
+    sleep 1
+    MIG_STATS=$("$LM_PINGSTAT" stop "$LM_TMP/mig-ping.log")
+    OLD_PID=$QEMU_PID
+    QEMU_PID=$(lv_qemu_pid "$ROOT" "$DOM") || die "no QEMU pid file"
+    lm_wait_until 10 lm_pid_gone "$OLD_PID" || die "old QEMU $OLD_PID still running"
+    TAP_AFTER=$(tap_line "$(lv_domain_tap "$ROOT" "$DOM")")
+}
+
 step_teardown() {
     say "destroying and undefining $DOM"
     lv_destroy "$ROOT" "$DOM" || die "destroy"
@@ -90,12 +131,18 @@ report() {
 libvirt      $LIBVIRT_BUILDDIR (embedded QEMU driver, uninstalled)
 emulator     $QEMU ($("$QEMU" --version | head -n1))
 namespace    $LM_NS, bridge $LM_BRIDGE $LM_BRIDGE_IP/$LM_PREFIX
-domain       $DOM, QEMU pid $QEMU_PID, TAP $TAP_DEV (port of $TAP_MASTER)
+domain       $DOM, TAP $TAP_DEV (port of $TAP_MASTER), <backend transfer='on'/>
 guest        kernel $GUEST_KERNEL_VERSION, ${GUEST_MEM_MIB} MiB, $GUEST_IP
 console      $READY_LINE
 boot         virsh start ${START_MS} ms, start-to-first-ping ${FIRST_PING_MS} ms
 ping ${DEMO_PING_SECS}s      sent $(field sent "$s"), received $(field received "$s"), lost $(field lost_after_first_reply "$s") (+$(field unanswered_tail "$s") in flight at stop)
              largest gap $(field max_gap_ms "$s") ms at $(clock "$(field max_gap_at "$s")") (seq $(field max_gap_seqs "$s"))
+migration    virsh migrate --live --local-backend-transfer: ${MIGRATE_MS} ms
+  QEMU pid   $OLD_PID -> $QEMU_PID
+  TAP before $TAP_BEFORE
+  TAP after  $TAP_AFTER
+  pings      every 10 ms: sent $(field sent "$MIG_STATS"), received $(field received "$MIG_STATS"), lost $(field lost_after_first_reply "$MIG_STATS")
+             largest gap $(field max_gap_ms "$MIG_STATS") ms at $(clock "$(field max_gap_at "$MIG_STATS")")
 teardown     destroyed, undefined, nothing left behind
 EOF
 }
@@ -103,5 +150,6 @@ EOF
 step_prepare
 step_boot
 step_steady_ping
+step_migrate
 step_teardown
 report
