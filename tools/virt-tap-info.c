@@ -35,15 +35,14 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include <glib.h>
 #include <libxml/parser.h>
 #include <libxml/xpath.h>
 #include <linux/if_tun.h>
 #include <net/if.h>
 
-#include "libvirt/libvirt.h"
-#include "libvirt/virterror.h"
+#include "internal.h"
 #include "virfile.h"
+#include "virgettext.h"
 
 #define VIRT_TAP_INFO_IFF "iff:\t"
 
@@ -81,7 +80,7 @@ virtTapInfoScanProcess(const char *pid,
 
 /* Settings of the TAP queue behind fd @fd of process @pid. */
 static void
-virtTapInfoPrintQueue(long pid,
+virtTapInfoPrintQueue(pid_t pid,
                       int fd)
 {
     struct ifreq ifr = { 0 };
@@ -90,13 +89,13 @@ virtTapInfoPrintQueue(long pid,
     int dup;
 
     if ((pidfd = syscall(SYS_pidfd_open, pid, 0)) < 0) {
-        printf("  fd %d: cannot open process: %s\n", fd, g_strerror(errno));
+        printf(_("  fd %1$d: cannot open process: %2$s\n"), fd, g_strerror(errno));
         return;
     }
     dup = syscall(SYS_pidfd_getfd, pidfd, fd, 0);
     VIR_FORCE_CLOSE(pidfd);
     if (dup < 0) {
-        printf("  fd %d: cannot duplicate: %s\n", fd, g_strerror(errno));
+        printf(_("  fd %1$d: cannot duplicate: %2$s\n"), fd, g_strerror(errno));
         return;
     }
 
@@ -138,7 +137,7 @@ virtTapInfoPrint(const char *tap)
     size_t nholders = 0;
 
     if (!ifindex) {
-        fprintf(stderr, "virt-tap-info: no network device '%s' here\n", tap);
+        fprintf(stderr, _("virt-tap-info: no network device '%1$s' here\n"), tap);
         return -1;
     }
 
@@ -191,7 +190,7 @@ virtTapInfoDomainTaps(const char *uri,
     xmlXPathContextPtr ctxt = NULL;
     xmlXPathObjectPtr obj = NULL;
     GPtrArray *taps = g_ptr_array_new();
-    int i;
+    size_t i;
 
     if (!(conn = virConnectOpen(uri)) ||
         !(dom = virDomainLookupByName(conn, name)) ||
@@ -207,7 +206,7 @@ virtTapInfoDomainTaps(const char *uri,
                              ctxt)))
         goto cleanup;
 
-    for (i = 0; obj->nodesetval && i < obj->nodesetval->nodeNr; i++) {
+    for (i = 0; obj->nodesetval && i < (size_t) obj->nodesetval->nodeNr; i++) {
         xmlChar *dev = xmlNodeGetContent(obj->nodesetval->nodeTab[i]);
 
         g_ptr_array_add(taps, g_strdup((const char *) dev));
@@ -230,12 +229,12 @@ virtTapInfoDomainTaps(const char *uri,
 static void
 virtTapInfoUsage(FILE *out)
 {
-    fprintf(out,
-            "Usage: virt-tap-info [-c URI] --domain DOMAIN\n"
-            "       virt-tap-info TAP...\n"
-            "\n"
-            "Show which processes hold each TAP (from /proc/PID/fdinfo), its\n"
-            "ifindex, bridge port, and the vnet header of every queue.\n");
+    fprintf(out, "%s",
+            _("Usage: virt-tap-info [-c URI] --domain DOMAIN\n"
+              "       virt-tap-info TAP...\n"
+              "\n"
+              "Show which processes hold each TAP (from /proc/PID/fdinfo), its\n"
+              "ifindex, bridge port, and the vnet header of every queue.\n"));
 }
 
 
@@ -255,6 +254,9 @@ main(int argc,
     int ret = EXIT_SUCCESS;
     int c;
     size_t i;
+
+    if (virGettextInitialize() < 0)
+        return EXIT_FAILURE;
 
     while ((c = getopt_long(argc, argv, "c:d:h", opts, NULL)) != -1) {
         switch (c) {
@@ -281,7 +283,7 @@ main(int argc,
     if (domain) {
         taps = virtTapInfoDomainTaps(uri, domain);
         if (!taps[0]) {
-            fprintf(stderr, "virt-tap-info: domain '%s' has no TAP\n", domain);
+            fprintf(stderr, _("virt-tap-info: domain '%1$s' has no TAP\n"), domain);
             return EXIT_FAILURE;
         }
     } else {

@@ -17,7 +17,7 @@ if [ ! -f "$potfiles" ]; then
 fi
 
 cd "$top"
-mapfile -t files < <(grep -rlE '\bN?_\("' src include 2>/dev/null | LC_ALL=C sort)
+mapfile -t files < <(grep -rlE '\bN?_\("' src include tools 2>/dev/null | LC_ALL=C sort)
 tap_plan $(( ${#files[@]} * 2 + 1 ))
 
 if [ ${#files[@]} -gt 0 ]; then
