@@ -88,6 +88,7 @@
 #include "virpidfile.h"
 #include "virprocess.h"
 #include "virutil.h"
+#include "virtime.h"
 #include "viruri.h"
 #include "viruuid.h"
 
@@ -1307,6 +1308,33 @@ qemuMigrationLocalRecordNets(qemuMigrationLocal *local,
 }
 
 
+/* Tell the domain's log what became of each interface's backend. */
+static void
+qemuMigrationLocalLogNets(virQEMUDriver *driver,
+                          virDomainObj *vm,
+                          qemuMigrationLocal *local)
+{
+    g_autofree char *timestamp = virTimeStringNow();
+    size_t i;
+
+    for (i = 0; i < local->nnets; i++) {
+        qemuMigrationLocalNet *net = &local->nets[i];
+
+        if (net->newIfname) {
+            ignore_value(qemuDomainLogAppendMessage(driver, vm,
+                                                    "%s: local migration: interface %s: new TAP %s (was %s)\n",
+                                                    NULLSTR(timestamp), net->alias,
+                                                    net->newIfname, NULLSTR(net->ifname)));
+        } else {
+            ignore_value(qemuDomainLogAppendMessage(driver, vm,
+                                                    "%s: local migration: interface %s: TAP %s handed over\n",
+                                                    NULLSTR(timestamp), net->alias,
+                                                    NULLSTR(net->ifname)));
+        }
+    }
+}
+
+
 /* The domain's pidfile now names the new process; the old process's one
  * is replaced, so its stop must not unlink it. */
 static void
@@ -1505,6 +1533,7 @@ qemuMigrationLocalPerform(virQEMUDriver *driver,
 
     /* CLEANUP */
     qemuMigrationLocalEndHandover(vm->def);
+    qemuMigrationLocalLogNets(driver, vm, local);
     qemuMigrationLocalMovePidfile(driver, vm, shadow);
     qemuMigrationLocalDropHandedOver(local, shadow->def);
     qemuProcessStop(driver, shadow, VIR_DOMAIN_SHUTOFF_MIGRATED,

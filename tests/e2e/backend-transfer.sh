@@ -139,12 +139,15 @@ else
     tap_diag "$(cat "$LM_TMP/last.stats")"
 fi
 info=$(lv_virsh "$root" dominfo "$dom")
+qlog=$root/log/qemu/$dom.log
 if grep -q '^State: *running' <<<"$info" && grep -q '^Persistent: *yes' <<<"$info" &&
-   [ "$(script_calls)" = "up $etap," ]; then
-    tap_ok "domain running and still persistent; no script ran"
+   [ "$(script_calls)" = "up $etap," ] &&
+   grep -q "local migration: interface net0: TAP $btap handed over" "$qlog" &&
+   grep -q "local migration: interface net1: TAP $etap handed over" "$qlog"; then
+    tap_ok "domain running and still persistent; no script ran; the domain log says both TAPs were handed over"
 else
-    tap_not_ok "domain running and persistent, no script ran ($(script_calls))"
-    tap_diag "$info"
+    tap_not_ok "domain running and persistent, no script ran ($(script_calls)), the log names the handed-over TAPs"
+    tap_diag "$info" "$(grep 'local migration:' "$qlog")"
 fi
 
 # vhost=on hands over the TAP and opens new vhost-net fds in the new
@@ -190,6 +193,7 @@ if pinged lv_virsh "$root" migrate --live --local "$dom" >"$LM_TMP/migrate.out" 
     read -r cbtap cetap <<<"$(taps)"
     tap_diag "classic: bridge TAP $btap -> $cbtap, ethernet TAP $etap -> $cetap"
     if [ "$cbtap" != "$btap" ] && [ "$cetap" != "$etap" ] &&
+       grep -q "local migration: interface net0: new TAP $cbtap (was $btap)" "$qlog" &&
        [ "$(script_calls)" = "$(printf '%s\n' "up $etap" "up $cetap" "down $etap" | sort | tr '\n' ',')" ]; then
         tap_ok "classic --local on the same guest: new TAPs; largest gap $(stat_of max_gap_ms) ms, $(stat_of lost_after_first_reply) lost (backend transfer: $bt_gap ms, $bt_lost lost)"
     else
