@@ -32,11 +32,21 @@ while read -r f; do
 done < <(cd "$repo" && find $LOCALMIG_OVERLAY_DIRS -type f ! -name .gitignore)
 tap_check "every file of ours is in the tree" test $missing = 0
 
+# Later patches may change lines an earlier one added, so the series is
+# undone from its last patch back, on a copy of the files it touches: each
+# patch must come off cleanly where the patches after it left the tree.
+undo=$scratch/undo
 unapplied=0
-for p in "$repo"/patches/*.patch; do
+sed -n 's|^+++ b/||p' "$repo"/patches/*.patch | sort -u | while read -r f; do
+    [ -f "$src/$f" ] || continue
+    mkdir -p "$undo/$(dirname "$f")"
+    cp "$src/$f" "$undo/$f"
+done
+mapfile -t series < <(printf '%s\n' "$repo"/patches/*.patch | sort -r)
+for p in "${series[@]}"; do
     [ -e "$p" ] || continue
-    patch -d "$src" -p1 -R --dry-run --fuzz=0 --batch --quiet <"$p" \
-        >/dev/null 2>&1 || { tap_diag "not applied: ${p##*/}"; unapplied=1; }
+    patch -d "$undo" -p1 -R --fuzz=0 --batch --quiet --no-backup-if-mismatch <"$p" \
+        >/dev/null 2>&1 || { tap_diag "not applied: ${p##*/}"; unapplied=1; break; }
 done
 tap_check "every patch of the series is applied" test $unapplied = 0
 
