@@ -34,7 +34,7 @@ qemu_env=${LOCALMIG_BUILD_ROOT:-$top/_build}/qemu/qemu.env
 [ -x "$QEMU_BIN" ] || tap_skip_all "$QEMU_BIN missing: run qemu/build.sh"
 QEMU=$QEMU_BIN
 
-lv_guest_test 23 bt
+lv_guest_test 24 bt
 
 # the ethernet interface's scripts log "up TAP" / "down TAP"
 scripts=$LM_TMP/ifscripts.log
@@ -102,7 +102,10 @@ pid0=$(lv_qemu_pid "$root" "$dom")
 id0=$(identity "$btap" "$etap")
 tap_diag "before:" "$(tap_info "$btap" "$etap")"
 t0=$(lm_now)
-if pinged lv_virsh "$root" migrate --live --local-backend-transfer --verbose "$dom" \
+# the QMP commands libvirt writes go to qmp.log
+if LV_LOG_OUTPUTS="1:file:$LM_TMP/qmp.log 3:file:$root/libvirt.log" \
+   LV_LOG_FILTERS="1:qemu.qemu_monitor" \
+   pinged lv_virsh "$root" migrate --live --local-backend-transfer --verbose "$dom" \
         >"$LM_TMP/migrate.out" 2>&1; then
     tap_ok "migrate --live --local-backend-transfer ($(lm_ms_since "$t0") ms incl. ping tail)"
 else
@@ -118,6 +121,12 @@ if [ -n "$pid1" ] && [ "$pid1" != "$pid0" ] && lm_pid_alive "$pid1" &&
 else
     tap_not_ok "QEMU pid changed ($pid0 -> '$pid1')"
 fi
+if conv=$("$LM_LIB_DIR/qmplog" backend-transfer "$LM_TMP/qmp.log"); then
+    tap_ok "QMP: backend-transfer on for both processes, the stream over an fd: socket pair, reset afterwards"
+else
+    tap_not_ok "QMP conversation of a local migration with backend transfer"
+fi
+tap_diag "$conv"
 tap_diag "after:" "$(tap_info "$btap" "$etap")"
 id1=$(identity "$btap" "$etap")
 if [ "$(taps)" = "$btap $etap" ] && [ "$id1" = "$id0" ]; then

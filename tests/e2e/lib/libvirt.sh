@@ -108,8 +108,10 @@ _lv_caps_save() {
 lv_virsh() {
     local root=$1; shift
     # The driver's own log (warnings up) goes to a file in the root instead
-    # of cluttering stderr; virsh still prints errors.
-    LIBVIRT_LOG_OUTPUTS="3:file:$root/libvirt.log" \
+    # of cluttering stderr; virsh still prints errors.  LV_LOG_OUTPUTS and
+    # LV_LOG_FILTERS replace that for one call (e.g. to record QMP).
+    LIBVIRT_LOG_OUTPUTS=${LV_LOG_OUTPUTS:-"3:file:$root/libvirt.log"} \
+        LIBVIRT_LOG_FILTERS=${LV_LOG_FILTERS:-} \
         flock "$root/.virsh.lock" \
         ip netns exec "$LM_NS" "$LIBVIRT_BUILDDIR/run" "$LIBVIRT_BUILDDIR/tools/virsh" \
         -q -c "qemu:///embed?root=$root" "$@"
