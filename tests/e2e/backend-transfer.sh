@@ -34,7 +34,7 @@ qemu_env=${LOCALMIG_BUILD_ROOT:-$top/_build}/qemu/qemu.env
 [ -x "$QEMU_BIN" ] || tap_skip_all "$QEMU_BIN missing: run qemu/build.sh"
 QEMU=$QEMU_BIN
 
-lv_guest_test 24 bt
+lv_guest_test 25 bt
 
 # the ethernet interface's scripts log "up TAP" / "down TAP"
 scripts=$LM_TMP/ifscripts.log
@@ -157,6 +157,20 @@ if grep -q '^State: *running' <<<"$info" && grep -q '^Persistent: *yes' <<<"$inf
 else
     tap_not_ok "domain running and persistent, no script ran ($(script_calls)), the log names the handed-over TAPs"
     tap_diag "$info" "$(grep 'local migration:' "$qlog")"
+fi
+
+# the attribute cannot change on a running interface
+lv_virsh "$root" dumpxml "$dom" |
+    awk '/<interface type=.bridge./ { p = 1 } p { print } p && /<\/interface>/ { exit }' |
+    sed "s/transfer='on'/transfer='off'/" >"$LM_TMP/iface.xml"
+if out=$(lv_virsh "$root" update-device "$dom" "$LM_TMP/iface.xml" --live 2>&1); then
+    tap_not_ok "changing transfer= on the running interface is refused (it succeeded)"
+elif grep -q "backend" <<<"$out" &&
+     lv_virsh "$root" dumpxml "$dom" | grep -q "transfer='on'"; then
+    tap_ok "changing transfer= on the running interface is refused: $(sed 's/^error: //' <<<"$out" | tr '\n' ' ')"
+else
+    tap_not_ok "changing transfer= on the running interface is refused"
+    tap_diag "$out"
 fi
 
 # vhost=on hands over the TAP and opens new vhost-net fds in the new
