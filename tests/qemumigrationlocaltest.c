@@ -26,7 +26,9 @@
 #include "qemu/qemu_command.h"
 #include "qemu/qemu_domain.h"
 #include "qemu/qemu_fd.h"
+#include "qemu/qemu_migration.h"
 #include "qemu/qemu_migration_params.h"
+#include "qemumonitortestutils.h"
 #define LIBVIRT_QEMU_MIGRATION_PARAMSPRIV_H_ALLOW
 #include "qemu/qemu_migration_paramspriv.h"
 #include "qemu/qemu_migration_local.h"
@@ -41,6 +43,7 @@ static virQEMUDriver driver;
 /* QMP schema of the reference QEMU (recorded replies), which has the
  * backend transfer interface */
 static GHashTable *localmigSchema;
+static virQEMUCaps *localmigCaps;
 
 /* Each check either passes or fails with an error whose message contains
  * @error: the option, flag or device the user has to change. */
@@ -355,6 +358,112 @@ testParamJSON(const void *opaque G_GNUC_UNUSED)
 }
 
 
+/*
+ * What the new process of a local migration with backend transfer is told
+ * over QMP, from the moment it runs until the parameters are reset: the
+ * parameters it had are read, backend-transfer is turned on, the stream is
+ * taken from the socket pair's end, and backend-transfer goes back to what
+ * it was. Every command is checked against the reference QEMU's schema.
+ */
+static int
+testDstConversation(const void *opaque G_GNUC_UNUSED)
+{
+    g_autoptr(virDomainObj) vm = NULL;
+    g_autoptr(qemuMonitorTest) test = NULL;
+    g_autoptr(qemuMigrationParams) params = NULL;
+    qemuDomainObjPrivate *priv;
+    qemuDomainJobPrivate *jobPriv;
+    g_autoptr(virBitmap) noCaps = virBitmapNew(QEMU_MIGRATION_CAP_LAST);
+    const unsigned int flags = VIR_MIGRATE_LIVE | VIR_MIGRATE_LOCAL |
+        VIR_MIGRATE_LOCAL_BACKEND_TRANSFER;
+    int ret = -1;
+
+    if (!(vm = virDomainObjNew(driver.xmlopt)) ||
+        !(vm->def = testParseDef("")))
+        return -1;
+    vm->def->id = 2;
+    priv = vm->privateData;
+    priv->driver = &driver;
+    priv->localShadow = true; /* a process of its own: no status XML */
+    priv->qemuCaps = virObjectRef(localmigCaps);
+    /* what the destination of any migration asks for */
+    priv->migrationCaps = virBitmapNew(QEMU_MIGRATION_CAP_LAST);
+    ignore_value(virBitmapSetBit(priv->migrationCaps,
+                                 QEMU_MIGRATION_CAP_RETURN_PATH));
+    jobPriv = vm->job->privateData;
+
+    if (!(test = qemuMonitorTestNew(driver.xmlopt, vm, NULL, localmigSchema))) {
+        VIR_TEST_VERBOSE("\nno test monitor: %s", virGetLastErrorMessage());
+        return -1;
+    }
+    priv->mon = qemuMonitorTestGetMonitor(test);
+    /* the test monitor comes locked; the code under test locks it */
+    virObjectUnlock(priv->mon);
+
+    if (qemuMonitorTestAddItemVerbatim(test,
+                                       "{\"execute\":\"query-migrate-parameters\","
+                                       " \"id\":\"libvirt-1\"}",
+                                       NULL,
+                                       "{\"return\":{\"backend-transfer\":false}}") < 0 ||
+        qemuMonitorTestAddItem(test, "migrate-set-capabilities",
+                               "{\"return\":{}}") < 0 ||
+        qemuMonitorTestAddItemVerbatim(test,
+                                       "{\"execute\":\"migrate-set-parameters\","
+                                       " \"arguments\":{\"backend-transfer\":true},"
+                                       " \"id\":\"libvirt-3\"}",
+                                       "backend-transfer must be on before the stream starts",
+                                       "{\"return\":{}}") < 0 ||
+        qemuMonitorTestAddItemVerbatim(test,
+                                       "{\"execute\":\"migrate-incoming\","
+                                       " \"arguments\":{\"uri\":\"fd:14\","
+                                       "                \"exit-on-error\":false},"
+                                       " \"id\":\"libvirt-4\"}",
+                                       "the stream must come from the socket pair",
+                                       "{\"return\":{}}") < 0 ||
+        qemuMonitorTestAddItem(test, "migrate-set-capabilities",
+                               "{\"return\":{}}") < 0 ||
+        qemuMonitorTestAddItemVerbatim(test,
+                                       "{\"execute\":\"migrate-set-parameters\","
+                                       " \"arguments\":{\"backend-transfer\":false},"
+                                       " \"id\":\"libvirt-6\"}",
+                                       "backend-transfer must be reset afterwards",
+                                       "{\"return\":{}}") < 0)
+        goto cleanup;
+
+    if (virDomainObjBeginAsyncJob(vm, VIR_ASYNC_JOB_MIGRATION_IN,
+                                  VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN,
+                                  flags) < 0)
+        goto cleanup;
+
+    if (!(params = qemuMigrationParamsFromFlags(NULL, 0, flags,
+                                                QEMU_MIGRATION_DESTINATION)) ||
+        qemuMigrationParamsSetBool(params, QEMU_MIGRATION_PARAM_BACKEND_TRANSFER,
+                                   true) < 0 ||
+        qemuMigrationParamsCheck(vm, VIR_ASYNC_JOB_MIGRATION_IN, params,
+                                 noCaps, noCaps) < 0 ||
+        qemuMigrationDstRun(vm, "fd:14", VIR_ASYNC_JOB_MIGRATION_IN,
+                            params, flags) < 0)
+        goto endjob;
+
+    qemuMigrationParamsReset(vm, VIR_ASYNC_JOB_MIGRATION_IN,
+                             jobPriv->migParams, flags);
+    if (virGetLastErrorCode() != VIR_ERR_OK)
+        goto endjob;
+
+    ret = 0;
+
+ endjob:
+    virDomainObjEndAsyncJob(vm);
+ cleanup:
+    if (ret < 0)
+        VIR_TEST_VERBOSE("\n%s", virGetLastErrorMessage());
+    if (priv->mon)
+        virObjectLock(priv->mon);
+    priv->mon = NULL;
+    return ret;
+}
+
+
 static int
 mymain(void)
 {
@@ -370,6 +479,9 @@ mymain(void)
 
     if (qemuTestDriverInit(&driver) < 0)
         return EXIT_FAILURE;
+
+    /* the test monitor runs on the event loop */
+    virEventRegisterDefaultImpl();
 
     if (testQemuInsertRealCaps(driver.qemuCapsCache, "x86_64", "latest", "",
                                capslatest, capscache, NULL, NULL) < 0 ||
@@ -567,6 +679,11 @@ mymain(void)
         goto cleanup;
     }
     testAllowBackendTransfer(localmigSchema);
+    if (!(localmigCaps = testQemuGetRealCaps("x86_64", "10.0.13", "+localmig",
+                                             capslatest, capscache, NULL, NULL))) {
+        ret = -1;
+        goto cleanup;
+    }
 
 #define DO_TEST_INCOMING(name, xml, nvhost, json) \
     do { \
@@ -604,7 +721,11 @@ mymain(void)
     if (virTestRun("migration parameter backend-transfer", testParamJSON, NULL) < 0)
         ret = -1;
 
+    if (virTestRun("QMP conversation of the new process", testDstConversation, NULL) < 0)
+        ret = -1;
+
  cleanup:
+    g_clear_pointer(&localmigCaps, virObjectUnref);
     g_clear_pointer(&localmigSchema, g_hash_table_unref);
     qemuTestDriverFree(&driver);
     return ret == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
