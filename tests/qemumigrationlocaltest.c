@@ -268,6 +268,31 @@ testAllowBackendTransfer(GHashTable *schema)
 }
 
 
+/* @args, the arguments of QMP @command, are @expect and valid for the
+ * reference QEMU. */
+static int
+testCheckArguments(const char *command,
+                   virJSONValue *args,
+                   const char *expect)
+{
+    g_autofree char *actual = virJSONValueToString(args, false);
+    g_auto(virBuffer) debug = VIR_BUFFER_INITIALIZER;
+
+    if (STRNEQ(actual, expect)) {
+        VIR_TEST_VERBOSE("\n%s %s\nexpected %s", command, actual, expect);
+        return -1;
+    }
+
+    if (testQEMUSchemaValidateCommand(command, args, localmigSchema,
+                                      false, false, false, &debug) < 0) {
+        VIR_TEST_VERBOSE("\nnot valid for the reference QEMU: %s",
+                         virBufferCurrentContent(&debug));
+        return -1;
+    }
+    return 0;
+}
+
+
 typedef struct {
     const char *iface;   /* <interface> of the handed-over TAP */
     size_t nvhostfds;    /* vhost-net fds the new process opened */
@@ -281,8 +306,6 @@ testIncoming(const void *opaque)
     const testIncomingData *data = opaque;
     g_autoptr(virDomainObj) vm = NULL;
     g_autoptr(virJSONValue) props = NULL;
-    g_autofree char *actual = NULL;
-    g_auto(virBuffer) debug = VIR_BUFFER_INITIALIZER;
     qemuDomainNetworkPrivate *netpriv;
     virDomainNetDef *net;
     size_t i;
@@ -291,6 +314,8 @@ testIncoming(const void *opaque)
         !(vm->def = testParseDef(data->iface)))
         return -1;
     virObjectUnlock(vm);
+    /* the new process runs the reference QEMU */
+    QEMU_DOMAIN_PRIVATE(vm)->qemuCaps = virObjectRef(localmigCaps);
 
     net = vm->def->nets[0];
     net->info.alias = g_strdup("net0");
@@ -308,19 +333,7 @@ testIncoming(const void *opaque)
         return -1;
     qemuDomainNetworkPrivateClearFDs(netpriv);
 
-    actual = virJSONValueToString(props, false);
-    if (STRNEQ(actual, data->netdev)) {
-        VIR_TEST_VERBOSE("\nnetdev %s\nexpected %s", actual, data->netdev);
-        return -1;
-    }
-
-    if (testQEMUSchemaValidateCommand("netdev_add", props, localmigSchema,
-                                      false, false, false, &debug) < 0) {
-        VIR_TEST_VERBOSE("\nnot valid for the reference QEMU: %s",
-                         virBufferCurrentContent(&debug));
-        return -1;
-    }
-    return 0;
+    return testCheckArguments("netdev_add", props, data->netdev);
 }
 
 
@@ -330,9 +343,6 @@ testParamJSON(const void *opaque G_GNUC_UNUSED)
 {
     g_autoptr(qemuMigrationParams) params = NULL;
     g_autoptr(virJSONValue) json = NULL;
-    g_autofree char *actual = NULL;
-    g_auto(virBuffer) debug = VIR_BUFFER_INITIALIZER;
-    const char *expect = "{\"backend-transfer\":true}";
 
     if (!(params = qemuMigrationParamsFromFlags(NULL, 0, VIR_MIGRATE_LIVE,
                                                 QEMU_MIGRATION_SOURCE)) ||
@@ -341,20 +351,8 @@ testParamJSON(const void *opaque G_GNUC_UNUSED)
         !(json = qemuMigrationParamsToJSON(params, false)))
         return -1;
 
-    actual = virJSONValueToString(json, false);
-    if (STRNEQ(actual, expect)) {
-        VIR_TEST_VERBOSE("\nparameters %s, expected %s", actual, expect);
-        return -1;
-    }
-
-    if (testQEMUSchemaValidateCommand("migrate-set-parameters", json,
-                                      localmigSchema, false, false, false,
-                                      &debug) < 0) {
-        VIR_TEST_VERBOSE("\nnot valid for the reference QEMU: %s",
-                         virBufferCurrentContent(&debug));
-        return -1;
-    }
-    return 0;
+    return testCheckArguments("migrate-set-parameters", json,
+                              "{\"backend-transfer\":true}");
 }
 
 

@@ -684,6 +684,13 @@ qemuMigrationLocalCheckChr(virDomainDef *oldDef G_GNUC_UNUSED,
  * row both binaries have. Only the v10 generation exists so far.
  */
 
+/* The new process's netdev for a TAP that arrives in the stream. */
+typedef virJSONValue *
+(*qemuMigrationLocalIncomingNetdevFunc)(virDomainNetDef *net,
+                                        bool vhost,
+                                        const char *vhostfdField,
+                                        const char *vhostfdArg);
+
 struct _qemuMigrationLocalDialect {
     const char *name;
     /* the running process: its device sends the TAP */
@@ -691,7 +698,33 @@ struct _qemuMigrationLocalDialect {
     /* the new process: its netdev waits for it */
     virQEMUCapsFlags targetCaps[4];
     qemuMigrationParam param;
+    qemuMigrationLocalIncomingNetdevFunc incomingNetdev;
 };
+
+/* v10: the tap netdev opens, attaches and configures nothing and waits for
+ * the TAP's queues in the stream; it must run no scripts either */
+static virJSONValue *
+qemuMigrationLocalIncomingNetdevV10(virDomainNetDef *net,
+                                    bool vhost,
+                                    const char *vhostfdField,
+                                    const char *vhostfdArg)
+{
+    unsigned int queues = net->driver.virtio.queues;
+    g_autoptr(virJSONValue) props = NULL;
+
+    if (virJSONValueObjectAdd(&props,
+                              "s:type", "tap",
+                              "b:incoming-fds", true,
+                              "s:script", "no",
+                              "s:downscript", "no",
+                              "p:queues", queues > 1 ? queues : 0,
+                              "B:vhost", vhost,
+                              vhostfdField, vhostfdArg,
+                              NULL) < 0)
+        return NULL;
+
+    return g_steal_pointer(&props);
+}
 
 static const qemuMigrationLocalDialect qemuMigrationLocalDialects[] = {
     { .name = "v10",
@@ -702,7 +735,8 @@ static const qemuMigrationLocalDialect qemuMigrationLocalDialects[] = {
                       QEMU_CAPS_VIRTIO_NET_BACKEND_TRANSFER,
                       QEMU_CAPS_NETDEV_TAP_INCOMING_FDS,
                       QEMU_CAPS_LAST },
-      .param = QEMU_MIGRATION_PARAM_BACKEND_TRANSFER },
+      .param = QEMU_MIGRATION_PARAM_BACKEND_TRANSFER,
+      .incomingNetdev = qemuMigrationLocalIncomingNetdevV10 },
 };
 
 const char *
@@ -803,8 +837,60 @@ qemuMigrationLocalDialectSelect(virQEMUCaps *srcCaps,
 }
 
 
+/* The generation of the interface a new process speaks. */
+static const qemuMigrationLocalDialect *
+qemuMigrationLocalDialectForTarget(virQEMUCaps *caps)
+{
+    size_t i;
+
+    for (i = 0; i < G_N_ELEMENTS(qemuMigrationLocalDialects); i++) {
+        g_auto(virBuffer) missing = VIR_BUFFER_INITIALIZER;
+
+        qemuMigrationLocalDialectMissing(caps,
+                                         qemuMigrationLocalDialects[i].targetCaps,
+                                         &missing);
+        if (virBufferUse(&missing) == 0)
+            return &qemuMigrationLocalDialects[i];
+    }
+    return NULL;
+}
+
+
+/**
+ * qemuMigrationLocalIncomingNetProps:
+ * @vm: the process being started for a local migration
+ * @net: an interface whose TAP it takes from the migration stream
+ * @vhostfdField, @vhostfdArg: its own vhost-net fds, as for any tap netdev
+ *
+ * Returns the -netdev properties in the dialect of @vm's QEMU binary.
+ */
+virJSONValue *
+qemuMigrationLocalIncomingNetProps(virDomainObj *vm,
+                                   virDomainNetDef *net,
+                                   const char *vhostfdField,
+                                   const char *vhostfdArg)
+{
+    const qemuMigrationLocalDialect *dialect;
+    g_autoptr(virJSONValue) props = NULL;
+
+    if (!(dialect = qemuMigrationLocalDialectForTarget(QEMU_DOMAIN_PRIVATE(vm)->qemuCaps))) {
+        virReportError(VIR_ERR_OPERATION_UNSUPPORTED,
+                       _("QEMU binary '%1$s' cannot take interface '%2$s' from a migration stream"),
+                       NULLSTR(vm->def->emulator), NULLSTR(net->info.alias));
+        return NULL;
+    }
+
+    if (!(props = dialect->incomingNetdev(net,
+                                          !!QEMU_DOMAIN_NETWORK_PRIVATE(net)->vhostfds,
+                                          vhostfdField, vhostfdArg)))
+        return NULL;
+
+    return g_steal_pointer(&props);
+}
+
+
 /* An interface whose TAP the migration hands over, given the flag. */
-bool
+static bool
 qemuMigrationLocalNetIsHandedOver(const virDomainNetDef *net)
 {
     return net->backend.transfer == VIR_TRISTATE_SWITCH_ON;

@@ -23,6 +23,7 @@
 #include "virconftypes.h"
 #include "virdomainjob.h"
 #include "virenum.h"
+#include "virjson.h"
 #include "virxml.h"
 #include "qemu_migration_params.h"
 
@@ -127,8 +128,11 @@ char *
 qemuMigrationLocalPidfilePath(const char *stateDir,
                               const virDomainDef *def);
 
-bool
-qemuMigrationLocalNetIsHandedOver(const virDomainNetDef *net);
+virJSONValue *
+qemuMigrationLocalIncomingNetProps(virDomainObj *vm,
+                                   virDomainNetDef *net,
+                                   const char *vhostfdField,
+                                   const char *vhostfdArg);
 
 void
 qemuMigrationLocalShadowEvent(virDomainObj *vm,

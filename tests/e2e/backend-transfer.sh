@@ -98,29 +98,14 @@ else
 fi
 
 # --- backend transfer ------------------------------------------------
-pid0=$(lv_qemu_pid "$root" "$dom")
 id0=$(identity "$btap" "$etap")
 tap_diag "before:" "$(tap_info "$btap" "$etap")"
-t0=$(lm_now)
 # the QMP commands libvirt writes go to qmp.log
-if LV_LOG_OUTPUTS="1:file:$LM_TMP/qmp.log 3:file:$root/libvirt.log" \
-   LV_LOG_FILTERS="1:qemu.qemu_monitor" \
-   pinged lv_virsh "$root" migrate --live --local-backend-transfer --verbose "$dom" \
-        >"$LM_TMP/migrate.out" 2>&1; then
-    tap_ok "migrate --live --local-backend-transfer ($(lm_ms_since "$t0") ms incl. ping tail)"
-else
-    tap_not_ok "migrate --live --local-backend-transfer"
-    tap_diag "$(cat "$LM_TMP/migrate.out")"
-    show_logs
-fi
+LV_LOG_OUTPUTS="1:file:$LM_TMP/qmp.log 3:file:$root/libvirt.log" \
+LV_LOG_FILTERS="1:qemu.qemu_monitor" \
+    migrate_pinged "migrate --live --local-backend-transfer" \
+        --live --local-backend-transfer --verbose "$dom"
 bt_gap=$(stat_of max_gap_ms); bt_lost=$(stat_of lost_after_first_reply)
-pid1=$(lv_qemu_pid "$root" "$dom")
-if [ -n "$pid1" ] && [ "$pid1" != "$pid0" ] && lm_pid_alive "$pid1" &&
-   lm_wait_until 10 lm_pid_gone "$pid0"; then
-    tap_ok "QEMU pid $pid0 -> $pid1, the old process is gone"
-else
-    tap_not_ok "QEMU pid changed ($pid0 -> '$pid1')"
-fi
 if conv=$("$LM_LIB_DIR/qmplog" backend-transfer "$LM_TMP/qmp.log"); then
     tap_ok "QMP: backend-transfer on for both processes, the stream over an fd: socket pair, reset afterwards"
 else
@@ -263,8 +248,4 @@ else
     show_logs
 fi
 
-pid=$(lv_qemu_pid "$root" "$dom")
-tap_check "destroy and undefine" lv_virsh "$root" "domstats $dom; destroy $dom; undefine $dom" || :
-lm_wait_until 10 lm_pid_gone "$pid" || :
-tap_check "nothing left behind (processes, sockets, TAPs, dirs)" \
-    lm_leftovers --ns "$LM_NS" --match "$root" "$LM_TMP" || :
+lv_guest_end

@@ -24,24 +24,8 @@ tap_check "guest answers pings" answers || tap_bail "no ping"
 
 # --- success, twice ---------------------------------------------------
 for round in 1 2; do
-    pid0=$(lv_qemu_pid "$root" "$dom")
     tap0=$(lv_domain_tap "$root" "$dom")
-    t0=$(lm_now)
-    if pinged lv_virsh "$root" migrate --live --local --verbose "$dom" \
-            >"$LM_TMP/migrate.out" 2>&1; then
-        tap_ok "migrate --live --local #$round ($(lm_ms_since "$t0") ms incl. ping tail)"
-    else
-        tap_not_ok "migrate --live --local #$round"
-        tap_diag "$(cat "$LM_TMP/migrate.out")"
-        show_logs
-    fi
-    pid1=$(lv_qemu_pid "$root" "$dom")
-    if [ -n "$pid1" ] && [ "$pid1" != "$pid0" ] && lm_pid_alive "$pid1" &&
-       lm_wait_until 10 lm_pid_gone "$pid0"; then
-        tap_ok "#$round: QEMU pid $pid0 -> $pid1, the old process is gone"
-    else
-        tap_not_ok "#$round: QEMU pid changed ($pid0 -> '$pid1')"
-    fi
+    migrate_pinged "#$round: migrate --live --local" --live --local --verbose "$dom"
     gap=$(stat_of max_gap_ms); lost=$(stat_of lost_after_first_reply)
     if [ "$(stat_of received)" -gt 0 ] && [ "$(stat_of unanswered_tail)" -eq 0 ]; then
         tap_ok "#$round: guest answered throughout; largest ping gap $gap ms, $lost packets lost"
@@ -128,11 +112,7 @@ else
     tap_not_ok "start again, the guest boots and answers"
     show_logs
 fi
-pid=$(lv_qemu_pid "$root" "$dom")
-tap_check "destroy and undefine" lv_virsh "$root" "domstats $dom; destroy $dom; undefine $dom" || :
-lm_wait_until 10 lm_pid_gone "$pid" || :
-tap_check "nothing left behind (processes, sockets, TAPs, dirs)" \
-    lm_leftovers --ns "$LM_NS" --match "$root" "$LM_TMP" || :
+lv_guest_end
 if [ -z "$(ls "$root/run/qemu/$dom"*.pid 2>/dev/null)" ] &&
    [ -z "$(ls -d "$root/lib/qemu/domain-"* 2>/dev/null)" ]; then
     tap_ok "no pidfile or per-process directory left in the root"

@@ -275,6 +275,41 @@ answers() {
         [ "$(stat_of lost_after_first_reply)" -le 2 ]
 }
 
+# migrate_pinged LABEL ARGS...: `virsh migrate ARGS` while the guest is
+# pinged (figures in last.stats); two test points: the command succeeded,
+# and the domain runs on a new QEMU (pid0 -> pid1) while the old one is gone.
+migrate_pinged() {
+    local label=$1 t0
+    shift
+    pid0=$(lv_qemu_pid "$root" "$dom")
+    t0=$(lm_now)
+    if pinged lv_virsh "$root" migrate "$@" >"$LM_TMP/migrate.out" 2>&1; then
+        tap_ok "$label ($(lm_ms_since "$t0") ms incl. ping tail)"
+    else
+        tap_not_ok "$label"
+        tap_diag "$(cat "$LM_TMP/migrate.out")"
+        show_logs
+    fi
+    pid1=$(lv_qemu_pid "$root" "$dom" || :)
+    if [ -n "$pid1" ] && [ "$pid1" != "$pid0" ] && lm_pid_alive "$pid1" &&
+       lm_wait_until 10 lm_pid_gone "$pid0"; then
+        tap_ok "$label: QEMU pid $pid0 -> $pid1, the old process is gone"
+    else
+        tap_not_ok "$label: QEMU pid changed ($pid0 -> '$pid1')"
+    fi
+}
+
+# lv_guest_end: the last two test points of a guest test: the domain is
+# destroyed and undefined, and nothing of it is left behind.
+lv_guest_end() {
+    local pid
+    pid=$(lv_qemu_pid "$root" "$dom" || :)
+    tap_check "destroy and undefine" lv_virsh "$root" "domstats $dom; destroy $dom; undefine $dom" || :
+    [ -z "$pid" ] || lm_wait_until 10 lm_pid_gone "$pid" || :
+    tap_check "nothing left behind (processes, sockets, TAPs, dirs)" \
+        lm_leftovers --ns "$LM_NS" --match "$root" "$LM_TMP" || :
+}
+
 # --- faults in the middle of a local migration ---------------------------
 # Each fault_* OPTION runs `virsh migrate --live OPTION` (--local or
 # --local-backend-transfer) slowed down to SLOW_BANDWIDTH MiB/s so that the
