@@ -257,7 +257,9 @@ one_qemu() {
 }
 
 # ping the guest every 10 ms for the duration of "$@"; the figures of
-# pingstat go to $LM_TMP/last.stats (read them with stat_of)
+# pingstat go to $LM_TMP/last.stats (read them with stat_of).  Losses are
+# lost_after_first_reply; an unanswered_tail of 1 is the ping still in
+# flight when pingstat stopped, not a loss.
 pinged() {
     local log=$LM_TMP/ping.$RANDOM rc=0
     lm_nsexec "$LM_PINGSTAT" start "$log" "$GUEST_IP" 0.01 >/dev/null
