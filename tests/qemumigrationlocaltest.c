@@ -34,6 +34,7 @@
 #include "qemu/qemu_migration_local.h"
 #define LIBVIRT_QEMU_MIGRATION_LOCALPRIV_H_ALLOW
 #include "qemu/qemu_migration_localpriv.h"
+#include "qemu/qemu_process.h"
 #include "virutil.h"
 
 #define VIR_FROM_THIS VIR_FROM_NONE
@@ -334,6 +335,101 @@ testIncoming(const void *opaque)
     qemuDomainNetworkPrivateClearFDs(netpriv);
 
     return testCheckArguments("netdev_add", props, data->netdev);
+}
+
+
+/* The port a TAP on a network's bridge is plugged into, as formatted
+ * for the network (what the interface's <actual> says). */
+static char *
+testPortOf(virDomainDef *def,
+           virDomainNetDef *net)
+{
+    g_autoptr(virNetworkPortDef) port = NULL;
+
+    if (!(port = virDomainNetDefActualToNetworkPort(def, net)))
+        return NULL;
+    return virNetworkPortDefFormat(port);
+}
+
+
+#define TEST_NETWORK_IFACE \
+    "<interface type='network'>" \
+    "  <source network='lmnet'/><mac address='52:54:00:7b:35:93'/>" \
+    "  <model type='virtio'/><backend transfer='on'/>" \
+    "</interface>"
+
+/* A handed-over TAP of a network interface keeps its port: the new
+ * definition gets the running port, and the start of the new process asks
+ * the network for none (there is no network driver here to ask). */
+static int
+testHandoverPort(const void *opaque G_GNUC_UNUSED)
+{
+    g_autoptr(virDomainObj) vm = NULL;
+    g_autoptr(virDomainDef) oldDef = NULL;
+    g_autoptr(virNetworkPortDef) port = NULL;
+    g_autoptr(virJSONValue) props = NULL;
+    g_autofree char *oldPort = NULL;
+    g_autofree char *newPort = NULL;
+    g_autoptr(qemuMigrationLocal) local = qemuMigrationLocalNew();
+    virDomainNetDef *oldNet;
+    virDomainNetDef *newNet;
+
+    if (!(port = virNetworkPortDefParse(NULL, abs_srcdir "/virnetworkportxml2xmldata/plug-bridge.xml", 0)) ||
+        !(oldDef = testParseDef(TEST_NETWORK_IFACE)))
+        return -1;
+
+    /* the running interface, as its port made it */
+    oldNet = oldDef->nets[0];
+    oldNet->info.alias = g_strdup("net0");
+    oldNet->ifname = g_strdup("vnet7");
+    if (virDomainNetDefActualFromNetworkPort(oldNet, port) < 0)
+        return -1;
+    memcpy(oldNet->data.network.portid, port->uuid, VIR_UUID_BUFLEN);
+
+    if (!(vm = virDomainObjNew(driver.xmlopt)) ||
+        !(vm->def = testParseDef(TEST_NETWORK_IFACE)))
+        return -1;
+    virObjectUnlock(vm);
+    QEMU_DOMAIN_PRIVATE(vm)->qemuCaps = virObjectRef(localmigCaps);
+    newNet = vm->def->nets[0];
+
+    if (qemuMigrationLocalPrepareHandover(local, oldDef, vm->def) < 0)
+        return -1;
+
+    if (!(oldPort = testPortOf(oldDef, oldNet)) ||
+        !(newPort = testPortOf(vm->def, newNet)))
+        return -1;
+    if (STRNEQ(oldPort, newPort)) {
+        VIR_TEST_VERBOSE("\nport of the new definition:\n%s\nexpected:\n%s",
+                         newPort, oldPort);
+        return -1;
+    }
+    if (STRNEQ_NULLABLE(newNet->ifname, "vnet7") ||
+        !QEMU_DOMAIN_NETWORK_PRIVATE(newNet)->incomingFds ||
+        local->nnets != 1 || STRNEQ_NULLABLE(local->nets[0].ifname, "vnet7")) {
+        VIR_TEST_VERBOSE("\nTAP '%s' not handed over", NULLSTR(newNet->ifname));
+        return -1;
+    }
+
+    if (qemuProcessPrepareDomain(&driver, vm,
+                                 VIR_QEMU_PROCESS_START_PRETEND |
+                                 VIR_QEMU_PROCESS_START_COLD) < 0)
+        return -1;
+
+    g_clear_pointer(&newPort, g_free);
+    if (!(newPort = testPortOf(vm->def, newNet)) ||
+        STRNEQ(oldPort, newPort)) {
+        VIR_TEST_VERBOSE("\nthe start of the new process changed the port");
+        return -1;
+    }
+
+    if (!(props = qemuBuildHostNetProps(vm, newNet)) ||
+        testCheckArguments("netdev_add", props,
+                           "{\"type\":\"tap\",\"incoming-fds\":true,\"script\":\"no\","
+                           "\"downscript\":\"no\",\"id\":\"hostnet0\"}") < 0)
+        return -1;
+
+    return 0;
 }
 
 
@@ -715,6 +811,9 @@ mymain(void)
                      "{\"type\":\"tap\",\"incoming-fds\":true,\"script\":\"no\","
                      "\"downscript\":\"no\",\"vhost\":true,"
                      "\"vhostfd\":\"vhostfd-net00\",\"id\":\"hostnet0\"}");
+
+    if (virTestRun("handover keeps the network port", testHandoverPort, NULL) < 0)
+        ret = -1;
 
     if (virTestRun("migration parameter backend-transfer", testParamJSON, NULL) < 0)
         ret = -1;

@@ -910,7 +910,10 @@ qemuMigrationLocalCheckHandover(virDomainDef *def)
         if (!qemuMigrationLocalNetIsHandedOver(net))
             continue;
 
+        /* a network's port may plug it into a bridge (its own or the
+         * host's): a TAP as well */
         if (type != VIR_DOMAIN_NET_TYPE_BRIDGE &&
+            type != VIR_DOMAIN_NET_TYPE_NETWORK &&
             type != VIR_DOMAIN_NET_TYPE_ETHERNET) {
             virReportError(VIR_ERR_OPERATION_UNSUPPORTED,
                            _("interface '%1$s' of type '%2$s' has no TAP to hand over"),
@@ -919,10 +922,11 @@ qemuMigrationLocalCheckHandover(virDomainDef *def)
             return -1;
         }
 
-        /* its network port would have to move to the new definition */
-        if (net->type == VIR_DOMAIN_NET_TYPE_NETWORK) {
-            virReportError(VIR_ERR_OPERATION_UNSUPPORTED,
-                           _("interface '%1$s' is connected to network '%2$s'; backend transfer supports interfaces of type 'bridge' and 'ethernet' so far"),
+        if (net->type == VIR_DOMAIN_NET_TYPE_NETWORK &&
+            (!net->data.network.actual ||
+             !virUUIDIsValid(net->data.network.portid))) {
+            virReportError(VIR_ERR_INTERNAL_ERROR,
+                           _("interface '%1$s' has no port on network '%2$s'"),
                            NULLSTR(net->info.alias), net->data.network.name);
             return -1;
         }
@@ -939,10 +943,47 @@ qemuMigrationLocalCheckHandover(virDomainDef *def)
 }
 
 
-/* Give the new definition the running TAPs of the handed-over interfaces
- * (matched by position: the ABI check keeps the order) and tell the
- * command line to take them from the stream. */
-static void
+/* A handed-over TAP stays plugged where it is, so the interface keeps its
+ * network port: the new definition gets the port (its id and what it
+ * plugs, the same way a restarted daemon reclaims one) instead of asking
+ * the network for another. */
+static int
+qemuMigrationLocalMovePort(virDomainDef *oldDef,
+                           virDomainNetDef *oldNet,
+                           virDomainNetDef *newNet)
+{
+    g_autoptr(virNetworkPortDef) port = NULL;
+
+    if (oldNet->type != VIR_DOMAIN_NET_TYPE_NETWORK)
+        return 0;
+
+    if (newNet->type != VIR_DOMAIN_NET_TYPE_NETWORK ||
+        STRNEQ(oldNet->data.network.name, newNet->data.network.name)) {
+        virReportError(VIR_ERR_OPERATION_UNSUPPORTED,
+                       _("interface '%1$s' must stay on network '%2$s' to keep its TAP"),
+                       NULLSTR(oldNet->info.alias), oldNet->data.network.name);
+        return -1;
+    }
+
+    if (!(port = virDomainNetDefActualToNetworkPort(oldDef, oldNet)) ||
+        virDomainNetDefActualFromNetworkPort(newNet, port) < 0)
+        return -1;
+
+    memcpy(newNet->data.network.portid, oldNet->data.network.portid,
+           VIR_UUID_BUFLEN);
+    return 0;
+}
+
+
+/**
+ * qemuMigrationLocalPrepareHandover:
+ *
+ * Give @newDef the running TAPs of the handed-over interfaces of @oldDef
+ * (matched by position: the ABI check keeps the order), with their network
+ * ports, and tell the command line and the network setup of the new
+ * process that the TAPs come in the stream. Each is recorded in @local.
+ */
+int
 qemuMigrationLocalPrepareHandover(qemuMigrationLocal *local,
                                   virDomainDef *oldDef,
                                   virDomainDef *newDef)
@@ -956,6 +997,9 @@ qemuMigrationLocalPrepareHandover(qemuMigrationLocal *local,
         if (!qemuMigrationLocalNetIsHandedOver(oldNet))
             continue;
 
+        if (qemuMigrationLocalMovePort(oldDef, oldNet, newNet) < 0)
+            return -1;
+
         g_free(newNet->ifname);
         newNet->ifname = g_strdup(oldNet->ifname);
         QEMU_DOMAIN_NETWORK_PRIVATE(newNet)->incomingFds = true;
@@ -963,6 +1007,8 @@ qemuMigrationLocalPrepareHandover(qemuMigrationLocal *local,
         VIR_INFO("interface %s: TAP %s is handed over",
                  oldNet->info.alias, oldNet->ifname);
     }
+
+    return 0;
 }
 
 
@@ -1540,8 +1586,9 @@ qemuMigrationLocalPerform(virQEMUDriver *driver,
 
     qemuMigrationSrcStoreDomainState(vm);
     jobPriv->local = local = qemuMigrationLocalNew();
-    if (backendTransfer)
-        qemuMigrationLocalPrepareHandover(local, vm->def, def);
+    if (backendTransfer &&
+        qemuMigrationLocalPrepareHandover(local, vm->def, def) < 0)
+        goto endjob;
     qemuMigrationLocalSetPhase(vm, local, QEMU_MIGRATION_LOCAL_PHASE_PREPARE);
 
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0) {

@@ -58,3 +58,8 @@ qemuMigrationLocalDialectSelect(virQEMUCaps *srcCaps,
 
 const char *
 qemuMigrationLocalDialectName(const qemuMigrationLocalDialect *dialect);
+
+int
+qemuMigrationLocalPrepareHandover(qemuMigrationLocal *local,
+                                  virDomainDef *oldDef,
+                                  virDomainDef *newDef);
