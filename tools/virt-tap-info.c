@@ -32,6 +32,7 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -47,10 +48,54 @@
 #define VIRT_TAP_INFO_IFF "iff:\t"
 
 
+/* A duplicate of fd @fd of process @pid, or -1. */
+static int
+virtTapInfoDupFD(pid_t pid,
+                 int fd)
+{
+    int pidfd;
+    int dup;
+
+    if ((pidfd = syscall(SYS_pidfd_open, pid, 0)) < 0)
+        return -1;
+    dup = syscall(SYS_pidfd_getfd, pidfd, fd, 0);
+    VIR_FORCE_CLOSE(pidfd);
+    return dup;
+}
+
+
+/* Is the TAP behind fd @fd of process @pid a device of this network
+ * namespace? fdinfo names the device only, and other namespaces (other
+ * hosts' worth of guests) may have a TAP of the same name. Without the
+ * ioctl (Linux < 5.2) the name has to do. */
+static bool
+virtTapInfoIsHere(pid_t pid,
+                  int fd,
+                  const struct stat *here)
+{
+    struct stat sb;
+    int dup;
+    int ns;
+    bool ret = true;
+
+    if ((dup = virtTapInfoDupFD(pid, fd)) < 0)
+        return true;
+
+    if ((ns = ioctl(dup, TUNGETDEVNETNS)) >= 0) {
+        ret = fstat(ns, &sb) == 0 &&
+              sb.st_dev == here->st_dev && sb.st_ino == here->st_ino;
+        VIR_FORCE_CLOSE(ns);
+    }
+    VIR_FORCE_CLOSE(dup);
+    return ret;
+}
+
+
 /* The queue fds of @tap held by process @pid, appended to @fds. */
 static void
 virtTapInfoScanProcess(const char *pid,
                        const char *tap,
+                       const struct stat *here,
                        GArray *fds)
 {
     g_autofree char *dir = g_strdup_printf("/proc/%s/fdinfo", pid);
@@ -64,16 +109,16 @@ virtTapInfoScanProcess(const char *pid,
     while ((name = g_dir_read_name(d))) {
         g_autofree char *path = g_build_filename(dir, name, NULL);
         g_autofree char *info = NULL;
+        int fd;
 
         /* processes and fds come and go while we look */
-        if (!g_file_get_contents(path, &info, NULL, NULL))
+        if (!g_file_get_contents(path, &info, NULL, NULL) ||
+            !strstr(info, want))
             continue;
 
-        if (strstr(info, want)) {
-            int fd = g_ascii_strtoll(name, NULL, 10);
-
+        fd = g_ascii_strtoll(name, NULL, 10);
+        if (virtTapInfoIsHere(g_ascii_strtoll(pid, NULL, 10), fd, here))
             g_array_append_val(fds, fd);
-        }
     }
 }
 
@@ -85,16 +130,9 @@ virtTapInfoPrintQueue(pid_t pid,
 {
     struct ifreq ifr = { 0 };
     int hdr = 0;
-    int pidfd;
     int dup;
 
-    if ((pidfd = syscall(SYS_pidfd_open, pid, 0)) < 0) {
-        printf(_("  fd %1$d: cannot open process: %2$s\n"), fd, g_strerror(errno));
-        return;
-    }
-    dup = syscall(SYS_pidfd_getfd, pidfd, fd, 0);
-    VIR_FORCE_CLOSE(pidfd);
-    if (dup < 0) {
+    if ((dup = virtTapInfoDupFD(pid, fd)) < 0) {
         printf(_("  fd %1$d: cannot duplicate: %2$s\n"), fd, g_strerror(errno));
         return;
     }
@@ -135,6 +173,7 @@ virtTapInfoPrint(const char *tap)
     g_autoptr(GDir) proc = g_dir_open("/proc", 0, NULL);
     const char *pid;
     size_t nholders = 0;
+    struct stat here;
 
     if (!ifindex) {
         fprintf(stderr, _("virt-tap-info: no network device '%1$s' here\n"), tap);
@@ -149,6 +188,12 @@ virtTapInfoPrint(const char *tap)
     else
         printf("master: none\n");
 
+    if (stat("/proc/self/ns/net", &here) < 0) {
+        fprintf(stderr, _("virt-tap-info: cannot read this network namespace: %1$s\n"),
+                g_strerror(errno));
+        return -1;
+    }
+
     while (proc && (pid = g_dir_read_name(proc))) {
         g_autoptr(GArray) fds = g_array_new(FALSE, FALSE, sizeof(int));
         g_autofree char *commPath = NULL;
@@ -158,7 +203,7 @@ virtTapInfoPrint(const char *tap)
         if (!g_ascii_isdigit(pid[0]))
             continue;
 
-        virtTapInfoScanProcess(pid, tap, fds);
+        virtTapInfoScanProcess(pid, tap, &here, fds);
         if (fds->len == 0)
             continue;
 
