@@ -52,7 +52,9 @@
  *              with it (phase CLEANUP, the old process recorded as
  *              <source>); then the new process is resumed. Handed-over
  *              TAPs become TARGET. Until the status is saved a restarted
- *              daemon finds the old process and rolls back.
+ *              daemon finds the old process and rolls back. The guest is
+ *              stopped throughout, so only this is done here; the new
+ *              process's migration parameters are reset once it runs.
  *
  *  CLEANUP     The old process is killed and its private files removed.
  *              Host-side teardown is limited to what only the old process
@@ -1636,12 +1638,10 @@ qemuMigrationLocalPerform(virQEMUDriver *driver,
                                 VIR_ASYNC_JOB_MIGRATION_IN) < 0)
         goto rollback;
 
-    qemuMigrationParamsReset(shadow, VIR_ASYNC_JOB_MIGRATION_IN,
-                             ((qemuDomainJobPrivate *) shadow->job->privateData)->migParams, useFlags);
-    qemuMigrationParamsReset(vm, VIR_ASYNC_JOB_MIGRATION_OUT,
-                             jobPriv->migParams, useFlags);
-
-    /* SWITCHOVER */
+    /* SWITCHOVER: the guest is stopped from here until the new process
+     * runs, so nothing that can wait is done before: the new process's
+     * migration parameters are reset once it runs, the old process's only
+     * if it is taken back (it is discarded otherwise). */
     qemuMigrationLocalSetPhase(vm, local, QEMU_MIGRATION_LOCAL_PHASE_SWITCHOVER);
     qemuMigrationLocalProcessRecord(&local->source, vm);
     qemuMigrationLocalSwap(vm, shadow);
@@ -1665,6 +1665,9 @@ qemuMigrationLocalPerform(virQEMUDriver *driver,
     }
 
     /* CLEANUP */
+    qemuMigrationParamsReset(vm, VIR_ASYNC_JOB_MIGRATION_OUT,
+                             ((qemuDomainJobPrivate *) shadow->job->privateData)->migParams,
+                             useFlags);
     qemuMigrationLocalEndHandover(vm->def);
     qemuMigrationLocalLogNets(driver, vm, local);
     qemuMigrationLocalMovePidfile(driver, vm, shadow);

@@ -107,7 +107,7 @@ LV_LOG_FILTERS="1:qemu.qemu_monitor" \
         --live --local-backend-transfer --verbose "$dom"
 bt_gap=$(stat_of max_gap_ms); bt_lost=$(stat_of lost_after_first_reply)
 if conv=$("$LM_LIB_DIR/qmplog" backend-transfer "$LM_TMP/qmp.log"); then
-    tap_ok "QMP: backend-transfer on for both processes, the stream over an fd: socket pair, reset afterwards"
+    tap_ok "QMP: backend-transfer on for both processes, the stream over an fd: socket pair, the new process resumed before its reset"
 else
     tap_not_ok "QMP conversation of a local migration with backend transfer"
 fi
