@@ -1,0 +1,333 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# The benchmark of a local migration, four modes side by side on one guest
+# (256 MiB, TCG), pinged from its namespace every BENCH_PING_INTERVAL s:
+#
+#   raw      two reference-QEMU processes, backend transfer over a socket
+#            pair, driven over QMP by bench/rawmig.py (no libvirt): the floor
+#   classic  virsh migrate --live --local (the new process gets a new TAP)
+#   bt       virsh migrate --live --local-backend-transfer
+#   upgrade  virsh migrate --live --local --xml NEW from Debian 12's QEMU 7.2
+#            to the reference QEMU 10.0.13 (classic networking)
+#
+# BENCH_RUNS iterations (default 5); each runs every mode once, in an order
+# rotated by one per iteration, each on a freshly booted guest (only that
+# guest runs while it is measured; the boot is not measured).  Each run
+# keeps its raw samples in OUT/runs/NN-MODE/: ping.log (timestamped
+# replies), mem.log (bench/memwatch.py), meta (key=value: command start
+# and end, exit status, QEMU's figures, the raw floor's step times),
+# virsh.out and libvirt-debug.log (libvirt modes).  bench/report.py then
+# writes OUT/samples.csv, samples.json, table.txt, table.rst, gaps.png.
+#
+# Usage (root):  bench/run.sh [OUT]      (default _build/bench/<UTC time>)
+# Env: BENCH_RUNS, BENCH_PING_INTERVAL (s, default 0.002), BENCH_SETTLE (s
+#      of pinging before and after each migration, default 1),
+#      BENCH_MODES (default "raw classic bt upgrade"), BENCH_DEBUG_LOG=0
+#      (no libvirt debug log: no phase breakdown), BENCH_LOG_FILTERS,
+#      BENCH_QUIET_WAIT (s to wait before each run for no other QEMU and at
+#      most BENCH_MAX_BUSY % CPU busy, default 300 and 20), LIBVIRT_WAIT,
+#      LM_KEEP.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+top=$(cd "$here/.." && pwd)
+. "$top/tests/e2e/lib/common.sh"
+. "$LM_LIB_DIR/libvirt.sh"
+
+RUNS=${BENCH_RUNS:-5}
+INTERVAL=${BENCH_PING_INTERVAL:-0.002}
+SETTLE=${BENCH_SETTLE:-1}
+read -r -a MODES <<<"${BENCH_MODES:-raw classic bt upgrade}"
+BOOT_TIMEOUT=${BOOT_TIMEOUT:-90}
+STOCK_QEMU=/usr/bin/qemu-system-x86_64
+PY=/usr/bin/python3
+OUT=${1:-$top/_build/bench/$(date -u +%Y%m%dT%H%M%SZ)}
+# what libvirt logs for the phase breakdown: the API entry, the local
+# migration's phases, the monitor traffic (QMP commands, replies, events)
+# and the job's end
+LOG_FILTERS=${BENCH_LOG_FILTERS:-"1:libvirt.domain 1:qemu.qemu_migration_local 1:qemu.qemu_monitor 1:conf.virdomainjob 3:*"}
+
+say() { echo "bench: $*" >&2; }
+die() { say "FAILED: $*"; exit 1; }
+kv() { printf '%s=%s\n' "$1" "$2" >>"$RUN_DIR/meta"; }
+
+# ---- set-up ------------------------------------------------------------------
+setup() {
+    [ "$(id -u)" = 0 ] || die "must run as root"
+    "$LM_E2E_DIR/guest/build-guest.sh" >/dev/null || die "guest build"
+    . "${LOCALMIG_CACHE:-/var/cache/libvirt-localmig}/guest/guest.env"
+    local qemu_env=${LOCALMIG_BUILD_ROOT:-$top/_build}/qemu/qemu.env
+    [ -f "$qemu_env" ] || die "no reference QEMU: run ./localmig build"
+    . "$qemu_env"
+    [ -x "$STOCK_QEMU" ] || die "no Debian QEMU at $STOCK_QEMU"
+    if ! lv_have_build; then
+        say "waiting for the libvirt build in $LIBVIRT_BUILDDIR"
+        lv_wait_build "${LIBVIRT_WAIT:-1800}" || die "no libvirt build"
+    fi
+    mkdir -p "$OUT/runs"
+    OUT=$(cd "$OUT" && pwd)
+    lv_ensure_qemu_user
+    lm_tmpdir
+    ROOT=$LM_TMP/root
+    lv_embed_root "$ROOT"
+    lm_netns_create bench
+    lm_defer say "cleaned up"
+
+    # the libvirt guest of classic and bt (reference QEMU, backend
+    # transfer allowed), and the upgrade guest (QEMU 7.2, which lacks
+    # backend transfer, so without the attribute)
+    DOM=lm-bench-$$
+    UPDOM=lm-bench-up-$$
+    SERIAL=$LM_TMP/serial.log
+    QEMU=$QEMU_BIN LV_NET_XML="
+      <backend transfer='on'/>" lv_domain_xml "$DOM" "$SERIAL" >"$LM_TMP/$DOM.xml"
+    QEMU=$STOCK_QEMU LV_NET_XML='' lv_domain_xml "$UPDOM" "$SERIAL" >"$LM_TMP/$UPDOM.xml"
+    lv_virsh "$ROOT" "define $LM_TMP/$DOM.xml; define $LM_TMP/$UPDOM.xml" >/dev/null ||
+        die "define"
+    lm_defer lv_undefine_all
+}
+
+lv_undefine_all() {
+    local d
+    for d in "$DOM" "$UPDOM"; do
+        if [ -n "$(lv_qemu_pid "$ROOT" "$d" || :)" ]; then
+            lv_destroy "$ROOT" "$d" >/dev/null 2>&1 || :
+        fi
+        lv_virsh "$ROOT" undefine "$d" >/dev/null 2>&1 || :
+    done
+}
+
+# wait_guest: the guest on the console is up and answers a ping
+wait_guest() {
+    lm_wait_until "$BOOT_TIMEOUT" grep -q "$GUEST_READY_MARKER" "$SERIAL" ||
+        die "guest did not boot: $(tail -n 5 "$SERIAL" 2>/dev/null)"
+    lm_wait_until 30 lm_nsexec ping -c 1 -W 1 "$GUEST_IP" || die "guest does not answer"
+}
+
+# ---- the raw floor: reference QEMU over QMP --------------------------------------
+RAW_TAP=lmbench0
+
+raw_qemu_args() {   # NAME: common part of both processes' command lines
+    echo "$QEMU_BIN -nodefaults -no-user-config -display none" \
+         "-machine pc,accel=tcg -m $GUEST_MEM_MIB -smp 1" \
+         "-qmp unix:$LM_TMP/$1.qmp,server=on,wait=off -serial file:$SERIAL"
+}
+
+boot_raw() {
+    : >"$SERIAL"
+    rm -f "$LM_TMP/rawsrc.qmp"
+    # shellcheck disable=SC2046
+    ip netns exec "$LM_NS" $(raw_qemu_args rawsrc) \
+        -kernel "$GUEST_KERNEL" -initrd "$GUEST_INITRD" -append "$GUEST_CMDLINE" \
+        -netdev "tap,id=net0,ifname=$RAW_TAP,script=no,downscript=no" \
+        -device "virtio-net-pci,netdev=net0,mac=52:54:00:4c:4d:02,romfile=,backend-transfer=on" \
+        </dev/null >"$LM_TMP/rawsrc.log" 2>&1 &
+    RAW_SRC_PID=$!
+    disown "$RAW_SRC_PID"
+    lm_wait_until 10 ip -n "$LM_NS" link show "$RAW_TAP" || die "raw QEMU has no TAP: $(cat "$LM_TMP/rawsrc.log")"
+    ip -n "$LM_NS" link set "$RAW_TAP" master "$LM_BRIDGE"
+    ip -n "$LM_NS" link set "$RAW_TAP" up
+    wait_guest
+}
+
+migrate_raw() {
+    local rc=0
+    rm -f "$LM_TMP/rawdst.qmp"
+    # shellcheck disable=SC2046
+    lm_nsexec "$PY" "$here/rawmig.py" "$LM_TMP/rawsrc.qmp" "$RAW_SRC_PID" \
+        "$LM_TMP/rawdst.qmp" "$RUN_DIR/rawdst.log" -- $(raw_qemu_args rawdst) \
+        -netdev tap,id=net0,incoming-fds=on,script=no,downscript=no \
+        -device virtio-net-pci,netdev=net0,mac=52:54:00:4c:4d:02,romfile=,backend-transfer=on \
+        -incoming defer >"$RUN_DIR/rawmig.out" 2>&1 || rc=$?
+    cat "$RUN_DIR/rawmig.out" >>"$RUN_DIR/meta"
+    RAW_DST_PID=$(sed -n 's/^dst_pid=//p' "$RUN_DIR/rawmig.out")
+    return "$rc"
+}
+
+stop_raw() {
+    local p
+    for p in ${RAW_SRC_PID:-} ${RAW_DST_PID:-}; do
+        kill -TERM "$p" 2>/dev/null || :
+        lm_wait_until 10 lm_pid_gone "$p" || kill -KILL "$p" 2>/dev/null || :
+    done
+    RAW_SRC_PID='' RAW_DST_PID=''
+}
+
+# ---- libvirt modes -----------------------------------------------------------------
+boot_lv() {   # DOMAIN
+    : >"$SERIAL"
+    lv_virsh "$ROOT" start "$1" >/dev/null || die "start $1 (see $ROOT/log/qemu/$1.log)"
+    wait_guest
+}
+
+stop_lv() {   # DOMAIN
+    local pid
+    pid=$(lv_qemu_pid "$ROOT" "$1" || :)
+    lv_destroy "$ROOT" "$1" >/dev/null || :
+    [ -z "$pid" ] || lm_wait_until 10 lm_pid_gone "$pid" || :
+}
+
+# migrate_lv DOMAIN ARGS...: the migration and the completed job's
+# statistics in ONE virsh process (they live in that process's driver);
+# -t times each command
+migrate_lv() {
+    local dom=$1 rc=0 outputs="3:file:$ROOT/libvirt.log" filters=
+    shift
+    if [ "${BENCH_DEBUG_LOG:-1}" = 1 ]; then
+        outputs="1:file:$RUN_DIR/libvirt-debug.log $outputs"
+        filters=$LOG_FILTERS
+    fi
+    LV_LOG_OUTPUTS=$outputs LV_LOG_FILTERS=$filters \
+        lv_virsh "$ROOT" -t "migrate --live $* $dom; domjobinfo --completed $dom" \
+        >"$RUN_DIR/virsh.out" 2>&1 || rc=$?
+    return "$rc"
+}
+
+# ---- one measured run ----------------------------------------------------------------
+# other QEMUs or builds on the host (e.g. tests running beside the
+# benchmark) compete for the same cores: each run waits for a quiet host
+# and records what it found
+foreign_qemus() {
+    local p n=0 ours
+    ours=$(stat -L -c %i "/run/netns/$LM_NS")
+    for p in $(pgrep -x qemu-system-x86 || :); do
+        [ "$(stat -L -c %i "/proc/$p/ns/net" 2>/dev/null)" = "$ours" ] || n=$((n + 1))
+    done
+    echo "$n"
+}
+
+# host_busy: percent of the CPU time not idle over 1 s
+host_busy() {
+    local a b
+    read -r -a a </proc/stat; sleep 1; read -r -a b </proc/stat
+    awk -v u="$(( (b[1] + b[2] + b[3] + b[6] + b[7]) - (a[1] + a[2] + a[3] + a[6] + a[7]) ))" \
+        -v i="$(( (b[4] + b[5]) - (a[4] + a[5]) ))" \
+        'BEGIN { printf "%d", (u + i) ? 100 * u / (u + i) : 0 }'
+}
+
+# wait_quiet: before a run's guest boots, wait until no other QEMU runs and
+# the host is mostly idle (BENCH_MAX_BUSY %, default 20); gives up after
+# BENCH_QUIET_WAIT s and runs anyway (the busy figure is in meta)
+wait_quiet() {
+    local deadline=$((SECONDS + ${BENCH_QUIET_WAIT:-300})) said='' busy
+    while :; do
+        busy=$(host_busy)
+        [ "$(foreign_qemus)" -eq 0 ] && [ "$busy" -le "${BENCH_MAX_BUSY:-20}" ] && break
+        [ "$SECONDS" -lt "$deadline" ] || { say "host still busy ($busy %), running anyway"; break; }
+        [ -n "$said" ] || say "host busy ($busy % CPU, $(foreign_qemus) other QEMU): waiting"
+        said=1
+    done
+    BUSY_BEFORE=$busy
+}
+
+# measure MODE ITER: boot the mode's guest, ping it, migrate it inside the
+# ping window with the memory sampler on, stop it.
+# tap_drops TAP: frames the kernel dropped instead of queueing them to the
+# TAP's reader (the guest's direction)
+tap_drops() {
+    lm_nsexec cat "/sys/class/net/$1/statistics/tx_dropped" 2>/dev/null || echo "?"
+}
+
+measure() {
+    local mode=$1 iter=$2 rc=0 t0 t1 mw
+    RUN_NO=$((RUN_NO + 1))
+    RUN_DIR=$OUT/runs/$(printf '%02d' "$RUN_NO")-$mode
+    mkdir -p "$RUN_DIR"
+    wait_quiet
+    case $mode in
+        raw) boot_raw ;;
+        classic|bt) boot_lv "$DOM" ;;
+        upgrade)
+            boot_lv "$UPDOM"
+            # the new definition: the running one on the reference QEMU
+            lv_virsh "$ROOT" dumpxml --migratable "$UPDOM" |
+                sed "s|<emulator>$STOCK_QEMU</emulator>|<emulator>$QEMU_BIN</emulator>|" \
+                >"$RUN_DIR/new.xml"
+            ;;
+    esac
+    kv mode "$mode"
+    kv iteration "$iter"
+    kv ping_interval "$INTERVAL"
+
+    lm_nsexec "$LM_PINGSTAT" start "$RUN_DIR/ping.log" "$GUEST_IP" "$INTERVAL" >/dev/null
+    "$LM_PINGSTAT" wait "$RUN_DIR/ping.log" 30 >/dev/null || die "no ping reply ($mode)"
+    sleep "$SETTLE"
+    "$PY" "$here/memwatch.py" "$RUN_DIR/mem.log" 0.02 "/run/netns/$LM_NS" &
+    mw=$!
+    lm_wait_until 5 test -s "$RUN_DIR/mem.log"
+
+    # the TAP that stays (raw, bt): what the kernel dropped on its way to
+    # the guest (no reader attached, queue full) shows where a loss is
+    case $mode in
+        raw) KEPT_TAP=$RAW_TAP ;;
+        bt) KEPT_TAP=$(lv_domain_tap "$ROOT" "$DOM") ;;
+        *) KEPT_TAP= ;;
+    esac
+    [ -z "$KEPT_TAP" ] || kv tap_drops_before "$(tap_drops "$KEPT_TAP")"
+    kv foreign_qemus "$(foreign_qemus)"
+    kv loadavg "$(cut -d' ' -f1 /proc/loadavg)"
+    kv busy_before "$BUSY_BEFORE"
+    t0=$(lm_now)
+    case $mode in
+        raw) migrate_raw || rc=$? ;;
+        classic) migrate_lv "$DOM" --local || rc=$? ;;
+        bt) migrate_lv "$DOM" --local-backend-transfer || rc=$? ;;
+        upgrade) migrate_lv "$UPDOM" --local --xml "$RUN_DIR/new.xml" || rc=$? ;;
+    esac
+    t1=$(lm_now)
+
+    kill -TERM "$mw"
+    wait "$mw" || :
+    sleep "$SETTLE"
+    "$LM_PINGSTAT" stop "$RUN_DIR/ping.log" >"$RUN_DIR/ping.summary"
+    [ -z "$KEPT_TAP" ] || kv tap_drops_after "$(tap_drops "$KEPT_TAP")"
+    kv t_cmd_start "$t0"
+    kv t_cmd_end "$t1"
+    kv rc "$rc"
+    say "run $RUN_NO ($mode, iteration $iter): exit $rc, $(lm_ms_since "$t0") ms incl. ${SETTLE}s ping tail," \
+        "largest gap $(sed -n 's/^max_gap_ms=//p' "$RUN_DIR/ping.summary") ms," \
+        "lost $(sed -n 's/^lost_after_first_reply=//p' "$RUN_DIR/ping.summary")"
+    [ "$rc" -eq 0 ] || say "see $RUN_DIR"
+
+    case $mode in
+        raw) stop_raw ;;
+        classic|bt) stop_lv "$DOM" ;;
+        upgrade) stop_lv "$UPDOM" ;;
+    esac
+}
+
+machine() {
+    {
+        echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+        echo "commit=$(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo unknown)$(
+            git -C "$top" diff --quiet HEAD -- 2>/dev/null || echo ' (with local changes)')"
+        echo "cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -n1)"
+        echo "cores=$(nproc)"
+        echo "kernel=$(uname -sr)"
+        echo "memory=$(awk '/^MemTotal/ { printf "%d MiB", $2 / 1024 }' /proc/meminfo)"
+        echo "accel=TCG (domain type qemu, -machine accel=tcg)"
+        echo "qemu_reference=$("$QEMU_BIN" --version | head -n1)"
+        echo "qemu_stock=$("$STOCK_QEMU" --version | head -n1)"
+        echo "libvirt=$(lv_virsh "$ROOT" version 2>/dev/null | sed -n 's/^Using library: //p')"
+        echo "guest=kernel $GUEST_KERNEL_VERSION, $GUEST_MEM_MIB MiB, 1 vCPU"
+        echo "ping_interval=$INTERVAL"
+        echo "runs=$RUNS"
+        echo "modes=${MODES[*]}"
+        echo "debug_log=${BENCH_DEBUG_LOG:-1}"
+    } >"$OUT/machine.env"
+}
+
+setup
+machine
+say "output in $OUT; $RUNS iteration(s) of: ${MODES[*]}; ping every $INTERVAL s"
+T_START=$SECONDS
+RUN_NO=0
+for ((i = 1; i <= RUNS; i++)); do
+    n=${#MODES[@]}
+    for ((j = 0; j < n; j++)); do
+        measure "${MODES[$(((i - 1 + j) % n))]}" "$i"
+    done
+done
+say "measured in $((SECONDS - T_START)) s"
+"$PY" "$here/report.py" "$OUT"
+echo "bench: raw samples, table.rst and gaps.png in $OUT"
