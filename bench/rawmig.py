@@ -1,0 +1,168 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""rawmig: the raw floor, one local migration with backend transfer driven
+over QMP directly, no libvirt.
+
+  rawmig.py SRC_QMP SRC_PID DST_QMP DST_LOG -- QEMU ARGS...
+
+SRC_QMP/SRC_PID: the running QEMU (its virtio-net has backend-transfer=on).
+QEMU ARGS: the destination's command line (a tap netdev with
+incoming-fds=on, -incoming defer, no -S: it runs as soon as the state is
+in, the quickest a switchover can be).  Steps, each timestamped:
+
+  t_launch     the destination is executed
+  t_qmp        its QMP answers (qmp_capabilities done)
+  t_migrate    backend-transfer set on both (and no bandwidth cap on the
+               source, as libvirt does), the socket pair handed over
+               (getfd on both, migrate-incoming fd:), `migrate` sent
+  t_completed  the source's MIGRATION event says completed (the "events"
+               capability is on, as libvirt sets it) and was received
+  t_running    the destination's RESUME event was received
+  t_quit       `quit` sent to the source
+  t_gone       the source process is gone
+
+and from QEMU's own event timestamps (microseconds): t_stop (the source's
+STOP), t_src_completed (its MIGRATION completed) and t_resume (the
+destination's RESUME).  Prints these and the source's figures (downtime, total_time, setup_time,
+transferred) as key=value lines, then dst_pid.  Exit 1 if the migration
+did not complete.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "qemu", "tests"))
+import lmqmp  # noqa: E402  (the reference QEMU tests' QMP client)
+
+
+UNLIMITED = 1 << 62     # bytes/s
+
+
+def connect(path, timeout=20.0):
+    deadline = time.time() + timeout
+    while True:
+        try:
+            return lmqmp.QMP(path)
+        except OSError:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.005)
+
+
+def alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def wait_event(q, name, statuses, timeout=120.0):
+    """Wait for event NAME (with data.status in STATUSES) on QMP q; returns
+    its status (or True)."""
+    q.sock.settimeout(timeout)
+    seen = 0
+    while True:
+        for ev in q.events[seen:]:
+            if ev.get("event") == name:
+                status = ev.get("data", {}).get("status")
+                if statuses is None:
+                    return True
+                if status in statuses:
+                    return status
+        seen = len(q.events)
+        msg = q._read()
+        if "event" in msg:
+            q.events.append(msg)
+
+
+def event_time(events, name, status):
+    """QEMU's timestamp of the first event NAME (with data.status STATUS)."""
+    for ev in events:
+        if ev.get("event") != name:
+            continue
+        if status and ev.get("data", {}).get("status") != status:
+            continue
+        ts = ev["timestamp"]
+        return ts["seconds"] + ts["microseconds"] / 1e6
+    return None
+
+
+def main(argv):
+    if len(argv) < 6 or argv[4] != "--":
+        sys.stderr.write(__doc__)
+        return 2
+    src_qmp, src_pid, dst_qmp, dst_log = argv[0], int(argv[1]), argv[2], argv[3]
+    cmd = argv[5:]
+    t = {}
+
+    t["t_launch"] = time.time()
+    with open(dst_log, "w") as log:
+        dst_proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+    dst = connect(dst_qmp)
+    t["t_qmp"] = time.time()
+    src = lmqmp.QMP(src_qmp)
+    src.cmd("migrate-set-capabilities", {"capabilities": [
+        {"capability": "events", "state": True}]})
+
+    # the stream's settings libvirt uses for a local migration: no
+    # bandwidth cap on the source (QEMU's default is 128 MiB/s), QEMU's
+    # default downtime limit; backend transfer on both sides
+    src.cmd("migrate-set-parameters", {"backend-transfer": True,
+                                       "max-bandwidth": UNLIMITED})
+    dst.cmd("migrate-set-parameters", {"backend-transfer": True})
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    dst.cmd("getfd", {"fdname": "migrate"}, fds=[b.fileno()])
+    src.cmd("getfd", {"fdname": "migrate"}, fds=[a.fileno()])
+    a.close()
+    b.close()
+    dst.cmd("migrate-incoming", {"uri": "fd:migrate"})
+    t["t_migrate"] = time.time()
+    src.cmd("migrate", {"uri": "fd:migrate"})
+
+    # wait on the events (no polling that would compete with the
+    # migration for QEMU's main loop)
+    status = wait_event(src, "MIGRATION", ("completed", "failed", "cancelled"))
+    t["t_completed"] = time.time()
+    info = src.cmd("query-migrate")
+    if status == "completed":
+        wait_event(dst, "RESUME", None)
+    t["t_running"] = time.time()
+
+    t["t_quit"] = time.time()
+    try:
+        src.cmd("quit")
+    except lmqmp.QMPError:
+        pass            # the connection may close before the reply
+    src.close()
+    while alive(src_pid):
+        time.sleep(0.002)
+    t["t_gone"] = time.time()
+    dst.close()
+
+    for name, q, want in (("t_stop", src, ("STOP", None)),
+                          ("t_src_completed", src, ("MIGRATION", "completed")),
+                          ("t_resume", dst, ("RESUME", None))):
+        ts = event_time(q.events, *want)
+        if ts is not None:
+            t[name] = ts
+    for key, val in t.items():
+        print("%s=%.6f" % (key, val))
+    print("status=%s" % status)
+    for key in ("downtime", "total-time", "setup-time"):
+        if key in info:
+            print("%s=%s" % (key.replace("-", "_"), info[key]))
+    if "transferred" in info.get("ram", {}):
+        print("transferred=%d" % info["ram"]["transferred"])
+    print("dst_pid=%d" % dst_proc.pid)
+    return 0 if status == "completed" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,166 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# bench/report.py on synthetic samples whose figures are known: the gap and
+# loss extraction from a ping log, the phase marks from libvirt debug log
+# lines, the raw floor's step times, the memory peaks, and the median /
+# min / max per mode in samples.json and the printed table.
+set -uo pipefail
+top=${LOCALMIG_TOP:-$(cd "$(dirname "$0")/../.." && pwd)}
+
+. "$top/tests/e2e/lib/common.sh"
+
+expect() {
+    local desc=$1 want=$2 got=$3
+    if [ "$got" = "$want" ]; then
+        tap_ok "$desc"
+    else
+        tap_not_ok "$desc"
+        tap_diag "want: $want" "got:  $got"
+    fi
+}
+
+scratch=$(mktemp -d)
+lm_defer rm -rf "$scratch"
+
+tap_plan 14
+
+# Three libvirt runs (bt) and one raw run.  Ping replies every 10 ms from
+# T-1 s to T+1 s (T = command start); the replies between the source's
+# STOP and a while after the RESUME are missing.  Per bt run k (1, 2, 3):
+# STOP at T+0.800, RESUME at T+0.800+0.010*k, replies dropped for
+# 0.805 < t < 0.835+0.010*k (3+k lost), so the gap around the switchover
+# is 40+10k ms and the new process first answers at T+0.840+0.010*k.
+/usr/bin/python3 - "$scratch" <<'PY'
+import datetime, json, os, sys
+
+out = sys.argv[1]
+T = 1893456000.0                      # 2030-01-01 00:00:00 UTC
+
+
+def stamp(t):
+    d = datetime.datetime.fromtimestamp(t, datetime.timezone.utc)
+    return d.strftime("%Y-%m-%d %H:%M:%S.") + "%03d+0000" % (round(t * 1000) % 1000)
+
+
+def ping_log(path, t0, drop_from, drop_to):
+    with open(path, "w") as f:
+        f.write("# pingstat started_at=%.6f target=198.18.0.2 interval=0.01\n" % (t0 - 1.1))
+        f.write("PING 198.18.0.2 (198.18.0.2) 56(84) bytes of data.\n")
+        n = 0
+        for i in range(201):
+            t = t0 - 1.0 + 0.01 * i
+            n += 1
+            if drop_from < t - t0 < drop_to:
+                continue
+            f.write("[%.6f] 64 bytes from 198.18.0.2: icmp_seq=%d ttl=64 time=0.5 ms\n" % (t, n))
+        f.write("\n%d packets transmitted, %d received\n" % (n, n))
+
+
+def mem_log(path, t0, used_kib, rss_kib, exit_at=None):
+    with open(path, "w") as f:
+        f.write("%.6f 1000000 500000\n" % t0)
+        f.write("%.6f %d %d\n" % (t0 + 0.5, 1000000 + used_kib, 500000 + rss_kib))
+        if exit_at:
+            f.write("# exited 4242 %.6f\n" % exit_at)
+        f.write("%.6f 1000000 500000\n" % (t0 + 1.0))
+
+
+def log(f, t, msg):
+    f.write("%s: 100: debug : %s\n" % (stamp(t), msg))
+
+
+def event(mon, t, name, status=None):
+    ev = {"timestamp": {"seconds": int(t), "microseconds": round((t % 1) * 1e6)},
+          "event": name}
+    if status:
+        ev["data"] = {"status": status}
+    return "qemuMonitorJSONIOProcessLine:207 : QEMU_MONITOR_RECV_EVENT: mon=%s event=%s" % (
+        mon, json.dumps(ev))
+
+
+for k in (1, 2, 3):
+    d = os.path.join(out, "runs", "0%d-bt" % k)
+    os.makedirs(d)
+    t0 = T + 100 * k
+    resume = t0 + 0.800 + 0.010 * k
+    with open(os.path.join(d, "meta"), "w") as f:
+        f.write("mode=bt\niteration=%d\nrc=0\nt_cmd_start=%.6f\nt_cmd_end=%.6f\n"
+                % (k, t0, t0 + 2.0 + 0.1 * k))
+    ping_log(os.path.join(d, "ping.log"), t0, 0.805, 0.835 + 0.010 * k)
+    mem_log(os.path.join(d, "mem.log"), t0, 1024 * 10 * k, 1024 * 20 * k, t0 + 1.2)
+    with open(os.path.join(d, "virsh.out"), "w") as f:
+        f.write("(Time: %d.5 ms)\n\nTotal downtime:   %d ms\nTime elapsed:     999 ms\n"
+                "\n(Time: 0.2 ms)\n" % (1800 + k, 90 + k))
+    with open(os.path.join(d, "libvirt-debug.log"), "w") as f:
+        log(f, t0 + 0.300, "virDomainMigrateToURI3:4743 : dom=0x1, flags=0x600001")
+        log(f, t0 + 0.310, "qemuMigrationLocalSetPhase:1502 : local migration of 'd': prepare -> prepare")
+        log(f, t0 + 0.320, "qemuMigrationLocalSetPhase:1502 : local migration of 'd': prepare -> launch")
+        log(f, t0 + 0.350, 'qemuMonitorJSONIOProcessLine:193 : Line [{"QMP": {"version": {}}}]')
+        log(f, t0 + 0.600, "qemuMigrationLocalSetPhase:1502 : local migration of 'd': launch -> migrate")
+        log(f, t0 + 0.601, 'qemuMonitorSend:836 : QEMU_MONITOR_SEND_MSG: mon=0xa msg={"execute":"migrate","arguments":{"uri":"fd:x"},"id":"libvirt-9"}')
+        log(f, t0 + 0.801, event("0xa", t0 + 0.800, "STOP"))
+        log(f, t0 + 0.801, event("0xb", t0 + 0.805, "MIGRATION", "completed"))
+        log(f, t0 + 0.802, event("0xa", t0 + 0.790 + 0.010 * k, "MIGRATION", "completed"))
+        log(f, t0 + 0.803, 'qemuMonitorJSONIOProcessLine:212 : QEMU_MONITOR_RECV_REPLY: mon=0xa reply={"return": {"status": "completed", "downtime": %d, "total-time": %d}, "id": "libvirt-10"}' % (20 + k, 300 + k))
+        log(f, t0 + 0.804, "qemuMigrationLocalSetPhase:1502 : local migration of 'd': migrate -> switchover")
+        log(f, t0 + 0.805, 'qemuMonitorSend:836 : QEMU_MONITOR_SEND_MSG: mon=0xc msg={"execute":"cont","id":"libvirt-3"}')
+        log(f, t0 + 0.806, event("0xc", resume, "RESUME"))
+        log(f, t0 + 0.807, 'qemuMonitorJSONIOProcessLine:212 : QEMU_MONITOR_RECV_REPLY: mon=0xc reply={"return": {}, "id": "libvirt-3"}')
+        log(f, t0 + 1.900, "virDomainObjEndAsyncJob:652 : Stopping async job: migration out (vm=0x2 name=d)")
+
+d = os.path.join(out, "runs", "04-raw")
+os.makedirs(d)
+t0 = T + 1000
+with open(os.path.join(d, "meta"), "w") as f:
+    f.write("mode=raw\niteration=1\n")
+    for key, dt in (("t_launch", 0.05), ("t_qmp", 0.08), ("t_migrate", 0.1),
+                    ("t_stop", 0.30), ("t_src_completed", 0.302), ("t_resume", 0.305),
+                    ("t_gone", 0.31)):
+        f.write("%s=%.6f\n" % (key, t0 + dt))
+    f.write("status=completed\ndowntime=4\ntotal_time=200\nt_cmd_start=%.6f\n"
+            "t_cmd_end=%.6f\nrc=0\n" % (t0, t0 + 0.35))
+ping_log(os.path.join(d, "ping.log"), t0, 0.295, 0.312)
+mem_log(os.path.join(d, "mem.log"), t0, 2048, 4096)
+PY
+
+out=$(/usr/bin/python3 "$top/bench/report.py" --no-plot "$scratch" 2>&1)
+rc=$?
+expect "report.py runs on the synthetic samples" 0 "$rc"
+[ "$rc" -eq 0 ] || tap_diag "$out"
+
+# val RUN KEY: a figure of samples.json, rounded to 0.1
+val() {
+    /usr/bin/python3 -c '
+import json, sys
+runs = {r["run"]: r for r in json.load(open(sys.argv[1]))["runs"]}
+v = runs[sys.argv[2]].get(sys.argv[3])
+print("%.1f" % v if isinstance(v, (int, float)) and not isinstance(v, bool) else v)' \
+        "$scratch/samples.json" "$1" "$2" 2>&1
+}
+row() { grep -m1 "^$1" <<<"$out" | sed 's/  */ /g'; }
+
+expect "ping: gap at the switchover, largest gap, loss (bt #2)" "60.0 60.0 5.0" \
+    "$(val 02-bt switch_gap_ms) $(val 02-bt gap_ms) $(val 02-bt lost)"
+expect "ping: command to the new process's first reply (bt #3)" "870.0" "$(val 03-bt first_reply_ms)"
+expect "ping: replies 1 s before the command count as sent/received" "201.0 197.0" \
+    "$(val 01-bt sent) $(val 01-bt received)"
+expect "libvirt log: STOP (source monitor) to RESUME (new monitor), QEMU timestamps" "20.0" \
+    "$(val 02-bt paused_ms)"
+expect "libvirt log: QEMU's downtime and total time from query-migrate, not domjobinfo" "22.0 302.0" \
+    "$(val 02-bt downtime_ms) $(val 02-bt total_ms)"
+expect "libvirt log: phases start-up, checks, process, probe" "300.0 20.0 30.0 250.0" \
+    "$(val 01-bt phase_startup_ms) $(val 01-bt phase_checks_ms) $(val 01-bt phase_process_ms) $(val 01-bt phase_probe_ms)"
+expect "libvirt log: phases migration (to the source's completed event, not another monitor's), switchover" \
+    "200.0 10.0" "$(val 01-bt phase_migration_ms) $(val 01-bt phase_switchover_ms)"
+expect "libvirt log + memwatch: cleanup to the old QEMU's exit, reap, exit" "390.0 700.0 200.0" \
+    "$(val 01-bt phase_cleanup_ms) $(val 01-bt phase_reap_ms) $(val 01-bt phase_exit_ms)"
+expect "virsh -t: the migrate command's own time" "1802.5" "$(val 02-bt api_ms)"
+expect "memwatch: peaks over the baseline in MiB" "30.0 60.0" \
+    "$(val 03-bt mem_host_mib) $(val 03-bt mem_rss_mib)"
+expect "raw floor: phases from its step times" "50.0 30.0 20.0 202.0 3.0 5.0 40.0" \
+    "$(for p in startup process probe migration switchover cleanup exit; do val 04-raw "phase_${p}_ms"; done | tr '\n' ' ' | sed 's/ $//')"
+expect "table: median (min-max) per mode" "ping gap at the switchover [ms] 30 (30-30) 60 (50-70)" \
+    "$(row 'ping gap at the switchover')"
+expect "phase table: bt's difference to the raw floor" \
+    "new process QMP set-up and probe 20 250 +230" "$(row 'new process QMP')"
