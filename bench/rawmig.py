@@ -29,7 +29,6 @@ did not complete.
 """
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -117,12 +116,7 @@ def main(argv):
     src.cmd("migrate-set-parameters", {"backend-transfer": True,
                                        "max-bandwidth": UNLIMITED})
     dst.cmd("migrate-set-parameters", {"backend-transfer": True})
-    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    dst.cmd("getfd", {"fdname": "migrate"}, fds=[b.fileno()])
-    src.cmd("getfd", {"fdname": "migrate"}, fds=[a.fileno()])
-    a.close()
-    b.close()
-    dst.cmd("migrate-incoming", {"uri": "fd:migrate"})
+    lmqmp.fd_channel(src, dst)
     t["t_migrate"] = time.time()
     src.cmd("migrate", {"uri": "fd:migrate"})
 

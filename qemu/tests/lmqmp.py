@@ -135,14 +135,21 @@ def wait_status(qmp, want, timeout):
         time.sleep(0.02)
 
 
-def migrate_fd(src_path, dst_path):
-    src, dst = QMP(src_path), QMP(dst_path)
+def fd_channel(src, dst):
+    """Join SRC and DST (QMP) by a socketpair whose ends each gets as fd
+    "migrate" (getfd), and start DST's incoming side on it: SRC's
+    `migrate` to "fd:migrate" is what is left."""
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     dst.cmd("getfd", {"fdname": "migrate"}, fds=[b.fileno()])
     src.cmd("getfd", {"fdname": "migrate"}, fds=[a.fileno()])
     a.close()
     b.close()
     dst.cmd("migrate-incoming", {"uri": "fd:migrate"})
+
+
+def migrate_fd(src_path, dst_path):
+    src, dst = QMP(src_path), QMP(dst_path)
+    fd_channel(src, dst)
     src.cmd("migrate", {"uri": "fd:migrate"})
     return 0
 

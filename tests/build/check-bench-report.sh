@@ -10,16 +10,6 @@ top=${LOCALMIG_TOP:-$(cd "$(dirname "$0")/../.." && pwd)}
 
 . "$top/tests/e2e/lib/common.sh"
 
-expect() {
-    local desc=$1 want=$2 got=$3
-    if [ "$got" = "$want" ]; then
-        tap_ok "$desc"
-    else
-        tap_not_ok "$desc"
-        tap_diag "want: $want" "got:  $got"
-    fi
-}
-
 scratch=$(mktemp -d)
 lm_defer rm -rf "$scratch"
 
@@ -126,7 +116,7 @@ PY
 
 out=$(/usr/bin/python3 "$top/bench/report.py" --no-plot "$scratch" 2>&1)
 rc=$?
-expect "report.py runs on the synthetic samples" 0 "$rc"
+tap_expect "report.py runs on the synthetic samples" 0 "$rc"
 [ "$rc" -eq 0 ] || tap_diag "$out"
 
 # val RUN KEY: a figure of samples.json, rounded to 0.1
@@ -140,27 +130,27 @@ print("%.1f" % v if isinstance(v, (int, float)) and not isinstance(v, bool) else
 }
 row() { grep -m1 "^$1" <<<"$out" | sed 's/  */ /g'; }
 
-expect "ping: gap at the switchover, largest gap, loss (bt #2)" "60.0 60.0 5.0" \
+tap_expect "ping: gap at the switchover, largest gap, loss (bt #2)" "60.0 60.0 5.0" \
     "$(val 02-bt switch_gap_ms) $(val 02-bt gap_ms) $(val 02-bt lost)"
-expect "ping: command to the new process's first reply (bt #3)" "870.0" "$(val 03-bt first_reply_ms)"
-expect "ping: replies 1 s before the command count as sent/received" "201.0 197.0" \
+tap_expect "ping: command to the new process's first reply (bt #3)" "870.0" "$(val 03-bt first_reply_ms)"
+tap_expect "ping: replies 1 s before the command count as sent/received" "201.0 197.0" \
     "$(val 01-bt sent) $(val 01-bt received)"
-expect "libvirt log: STOP (source monitor) to RESUME (new monitor), QEMU timestamps" "20.0" \
+tap_expect "libvirt log: STOP (source monitor) to RESUME (new monitor), QEMU timestamps" "20.0" \
     "$(val 02-bt paused_ms)"
-expect "libvirt log: QEMU's downtime and total time from query-migrate, not domjobinfo" "22.0 302.0" \
+tap_expect "libvirt log: QEMU's downtime and total time from query-migrate, not domjobinfo" "22.0 302.0" \
     "$(val 02-bt downtime_ms) $(val 02-bt total_ms)"
-expect "libvirt log: phases start-up, checks, process, probe" "300.0 20.0 30.0 250.0" \
+tap_expect "libvirt log: phases start-up, checks, process, probe" "300.0 20.0 30.0 250.0" \
     "$(val 01-bt phase_startup_ms) $(val 01-bt phase_checks_ms) $(val 01-bt phase_process_ms) $(val 01-bt phase_probe_ms)"
-expect "libvirt log: phases migration (to the source's completed event, not another monitor's), switchover" \
+tap_expect "libvirt log: phases migration (to the source's completed event, not another monitor's), switchover" \
     "200.0 10.0" "$(val 01-bt phase_migration_ms) $(val 01-bt phase_switchover_ms)"
-expect "libvirt log + memwatch: cleanup to the old QEMU's exit, reap, exit" "390.0 700.0 200.0" \
+tap_expect "libvirt log + memwatch: cleanup to the old QEMU's exit, reap, exit" "390.0 700.0 200.0" \
     "$(val 01-bt phase_cleanup_ms) $(val 01-bt phase_reap_ms) $(val 01-bt phase_exit_ms)"
-expect "virsh -t: the migrate command's own time" "1802.5" "$(val 02-bt api_ms)"
-expect "memwatch: peaks over the baseline in MiB" "30.0 60.0" \
+tap_expect "virsh -t: the migrate command's own time" "1802.5" "$(val 02-bt api_ms)"
+tap_expect "memwatch: peaks over the baseline in MiB" "30.0 60.0" \
     "$(val 03-bt mem_host_mib) $(val 03-bt mem_rss_mib)"
-expect "raw floor: phases from its step times" "50.0 30.0 20.0 202.0 3.0 5.0 40.0" \
+tap_expect "raw floor: phases from its step times" "50.0 30.0 20.0 202.0 3.0 5.0 40.0" \
     "$(for p in startup process probe migration switchover cleanup exit; do val 04-raw "phase_${p}_ms"; done | tr '\n' ' ' | sed 's/ $//')"
-expect "table: median (min-max) per mode" "ping gap at the switchover [ms] 30 (30-30) 60 (50-70)" \
+tap_expect "table: median (min-max) per mode" "ping gap at the switchover [ms] 30 (30-30) 60 (50-70)" \
     "$(row 'ping gap at the switchover')"
-expect "phase table: bt's difference to the raw floor" \
+tap_expect "phase table: bt's difference to the raw floor" \
     "new process QMP set-up and probe 20 250 +230" "$(row 'new process QMP')"

@@ -9,16 +9,6 @@ top=${LOCALMIG_TOP:-$(cd "$(dirname "$0")/../.." && pwd)}
 
 . "$top/tests/e2e/lib/common.sh"
 
-expect() {
-    local desc=$1 want=$2 got=$3
-    if [ "$got" = "$want" ]; then
-        tap_ok "$desc"
-    else
-        tap_not_ok "$desc"
-        tap_diag "want: $want" "got:  $got"
-    fi
-}
-
 scratch=$(mktemp -d)
 lm_defer rm -rf "$scratch"
 
@@ -41,30 +31,30 @@ tap_plan 7
 out=$(python3 "$top/build-aux/test-summary.py" --exitcode "$scratch/exitcode.json" \
       --tap "$scratch/tap.json" 2>/dev/null)
 rc=$?
-expect "programs count by result, TAP points one by one" \
+tap_expect "programs count by result, TAP points one by one" \
     "3 passed, 2 failed, 2 skipped" "$out"
-expect "any failure makes the exit status non-zero" 1 "$rc"
+tap_expect "any failure makes the exit status non-zero" 1 "$rc"
 
 entry short FAIL $'1..4\nok 1 - a\nok 2 - b' >"$scratch/short.json"
-expect "points missing from the plan count as failed" "2 passed, 2 failed, 0 skipped" \
+tap_expect "points missing from the plan count as failed" "2 passed, 2 failed, 0 skipped" \
     "$(python3 "$top/build-aux/test-summary.py" --tap "$scratch/short.json" 2>/dev/null)"
 
 entry crashed TIMEOUT "" >"$scratch/crash.json"
-expect "a TAP program that printed nothing and failed counts once" \
+tap_expect "a TAP program that printed nothing and failed counts once" \
     "0 passed, 1 failed, 0 skipped" \
     "$(python3 "$top/build-aux/test-summary.py" --tap "$scratch/crash.json" 2>/dev/null)"
 
 entry died ERROR $'ok 1 - a\nok 2 - b' >"$scratch/died.json"
-expect "a TAP program that died after good points without a plan is a failure" \
+tap_expect "a TAP program that died after good points without a plan is a failure" \
     "2 passed, 1 failed, 0 skipped" \
     "$(python3 "$top/build-aux/test-summary.py" --tap "$scratch/died.json" 2>/dev/null)"
 
 entry good OK $'1..2\nok 1 - a\nok 2 - b' >"$scratch/good.json"
 python3 "$top/build-aux/test-summary.py" --tap "$scratch/good.json" >/dev/null 2>&1
-expect "a clean run exits 0" 0 "$?"
+tap_expect "a clean run exits 0" 0 "$?"
 
 entry skipped SKIP $'1..0 # SKIP not root' >"$scratch/skipped.json"
-expect "a TAP program that skipped everything counts as one skip" \
+tap_expect "a TAP program that skipped everything counts as one skip" \
     "0 passed, 0 failed, 1 skipped" \
     "$(python3 "$top/build-aux/test-summary.py" --tap "$scratch/skipped.json" 2>/dev/null)"
 

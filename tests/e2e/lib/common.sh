@@ -2,7 +2,8 @@
 # Shared helpers for the e2e tests; source this file (tests run as root).
 #
 #   TAP:       tap_plan N | tap_ok DESC | tap_not_ok DESC | tap_result RC DESC
-#              tap_check DESC CMD... | tap_skip DESC WHY | tap_skip_all WHY
+#              tap_check DESC CMD... | tap_expect DESC WANT GOT
+#              tap_skip DESC WHY | tap_skip_all WHY
 #              tap_diag MSG... | tap_bail WHY
 #   cleanup:   lm_defer CMD ARGS...   (run LIFO on every exit path)
 #   scratch:   lm_tmpdir              (sets LM_TMP; LM_KEEP=1 keeps it)
@@ -51,6 +52,16 @@ tap_result() {
     local rc=$1; shift
     if [ "$rc" -eq 0 ]; then tap_ok "$@"; else tap_not_ok "$@"; fi
     return "$rc"
+}
+
+# tap_expect DESC WANT GOT: ok when GOT is WANT, else both as diagnostics.
+tap_expect() {
+    if [ "$3" = "$2" ]; then
+        tap_ok "$1"
+    else
+        tap_not_ok "$1"
+        tap_diag "want: $2" "got:  $3"
+    fi
 }
 
 # tap_check DESC CMD...: run CMD (in a subshell, output captured); on
