@@ -37,6 +37,8 @@ qemu_deps=(
 e2e_deps=(
     qemu-system-x86 qemu-utils busybox-static cpio iproute2 iputils-ping
     bridge-utils ethtool procps psmisc python3
+    # the network driver (type=network interfaces) needs a firewall tool
+    nftables
 )
 
 apt_install "${libvirt_deps[@]}" "${qemu_deps[@]}" "${e2e_deps[@]}"

@@ -301,13 +301,16 @@ migrate_pinged() {
     fi
 }
 
-# lv_guest_end: the last two test points of a guest test: the domain is
-# destroyed and undefined, and nothing of it is left behind.
+# lv_guest_end [HOOK]: the last two test points of a guest test: the
+# domain is destroyed and undefined, and nothing of it is left behind.
+# HOOK (a command) runs in between, e.g. to check and stop what the test
+# started beside the guest.
 lv_guest_end() {
     local pid
     pid=$(lv_qemu_pid "$root" "$dom" || :)
     tap_check "destroy and undefine" lv_virsh "$root" "domstats $dom; destroy $dom; undefine $dom" || :
     [ -z "$pid" ] || lm_wait_until 10 lm_pid_gone "$pid" || :
+    [ $# -eq 0 ] || "$@"
     tap_check "nothing left behind (processes, sockets, TAPs, dirs)" \
         lm_leftovers --ns "$LM_NS" --match "$root" "$LM_TMP" || :
 }
