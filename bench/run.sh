@@ -16,7 +16,8 @@
 # guest runs while it is measured; the boot is not measured).  Each run
 # keeps its raw samples in OUT/runs/NN-MODE/: ping.log (timestamped
 # replies), mem.log (bench/memwatch.py), meta (key=value: command start
-# and end, exit status, QEMU's figures, the raw floor's step times),
+# and end, exit status, QEMU's figures, the raw floor's step times, the
+# kernel's drop counter of the TAP that stays),
 # virsh.out and libvirt-debug.log (libvirt modes).  bench/report.py then
 # writes OUT/samples.csv, samples.json, table.txt, table.rst, gaps.png.
 #

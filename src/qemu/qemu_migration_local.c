@@ -873,7 +873,6 @@ qemuMigrationLocalIncomingNetProps(virDomainObj *vm,
                                    const char *vhostfdArg)
 {
     const qemuMigrationLocalDialect *dialect;
-    g_autoptr(virJSONValue) props = NULL;
 
     if (!(dialect = qemuMigrationLocalDialectForTarget(QEMU_DOMAIN_PRIVATE(vm)->qemuCaps))) {
         virReportError(VIR_ERR_OPERATION_UNSUPPORTED,
@@ -882,12 +881,9 @@ qemuMigrationLocalIncomingNetProps(virDomainObj *vm,
         return NULL;
     }
 
-    if (!(props = dialect->incomingNetdev(net,
-                                          !!QEMU_DOMAIN_NETWORK_PRIVATE(net)->vhostfds,
-                                          vhostfdField, vhostfdArg)))
-        return NULL;
-
-    return g_steal_pointer(&props);
+    return dialect->incomingNetdev(net,
+                                   !!QEMU_DOMAIN_NETWORK_PRIVATE(net)->vhostfds,
+                                   vhostfdField, vhostfdArg);
 }
 
 
