@@ -53,8 +53,10 @@
  *              <source>); then the new process is resumed. Handed-over
  *              TAPs become TARGET. Until the status is saved a restarted
  *              daemon finds the old process and rolls back. The guest is
- *              stopped throughout, so only this is done here; the new
- *              process's migration parameters are reset once it runs.
+ *              stopped throughout, so only this is done here; what
+ *              libvirt reads back from the new process (devices, disks,
+ *              rx filters) and its migration parameters wait until it
+ *              runs.
  *
  *  CLEANUP     The old process is killed and its private files removed.
  *              Host-side teardown is limited to what only the old process
@@ -1501,7 +1503,11 @@ qemuMigrationLocalSetPhase(virDomainObj *vm,
               qemuMigrationLocalPhaseTypeToString(local->phase),
               qemuMigrationLocalPhaseTypeToString(phase));
     local->phase = phase;
-    qemuDomainSaveStatus(vm);
+    /* SWITCHOVER lasts while the guest is paused, and a daemon restarted in
+     * it recovers as from MIGRATE (the old process is still the domain's):
+     * it is not written out, which would cost the guest a synced write */
+    if (phase != QEMU_MIGRATION_LOCAL_PHASE_SWITCHOVER)
+        qemuDomainSaveStatus(vm);
 }
 
 
@@ -1629,15 +1635,14 @@ qemuMigrationLocalPerform(virQEMUDriver *driver,
 
     virObjectLock(shadow);
     if (qemuMigrationDstWaitForCompletion(shadow, VIR_ASYNC_JOB_MIGRATION_IN,
-                                          false) < 0 ||
-        qemuProcessRefreshState(driver, shadow,
-                                VIR_ASYNC_JOB_MIGRATION_IN) < 0)
+                                          false) < 0)
         goto rollback;
 
     /* SWITCHOVER: the guest is stopped from here until the new process
-     * runs, so nothing that can wait is done before: the new process's
-     * migration parameters are reset once it runs, the old process's only
-     * if it is taken back (it is discarded otherwise). */
+     * runs, so nothing that can wait is done before: the state libvirt
+     * reads back from the new process and its migration parameters are
+     * handled once it runs, the old process's parameters only if it is
+     * taken back (it is discarded otherwise). */
     qemuMigrationLocalSetPhase(vm, local, QEMU_MIGRATION_LOCAL_PHASE_SWITCHOVER);
     qemuMigrationLocalProcessRecord(&local->source, vm);
     qemuMigrationLocalSwap(vm, shadow);
@@ -1660,7 +1665,10 @@ qemuMigrationLocalPerform(virQEMUDriver *driver,
         goto rollback;
     }
 
-    /* CLEANUP */
+    /* CLEANUP: the guest runs in the new process, there is no way back */
+    if (qemuProcessRefreshState(driver, vm, VIR_ASYNC_JOB_MIGRATION_OUT) < 0)
+        VIR_WARN("cannot refresh the state of '%s' from its new process",
+                 vm->def->name);
     qemuMigrationParamsReset(vm, VIR_ASYNC_JOB_MIGRATION_OUT,
                              ((qemuDomainJobPrivate *) shadow->job->privateData)->migParams,
                              useFlags);
