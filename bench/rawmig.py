@@ -3,8 +3,10 @@
 """rawmig: the raw floor, one local migration with backend transfer driven
 over QMP directly, no libvirt.
 
-  rawmig.py SRC_QMP SRC_PID DST_QMP DST_LOG -- QEMU ARGS...
+  rawmig.py [--max-downtime MS] SRC_QMP SRC_PID DST_QMP DST_LOG -- QEMU ARGS...
 
+--max-downtime: the source's downtime-limit (what virsh
+migrate-setmaxdowntime sets); QEMU's default without it.
 SRC_QMP/SRC_PID: the running QEMU (its virtio-net has backend-transfer=on).
 QEMU ARGS: the destination's command line (a tap netdev with
 incoming-fds=on, -incoming defer, no -S: it runs as soon as the state is
@@ -92,6 +94,10 @@ def event_time(events, name, status):
 
 
 def main(argv):
+    max_downtime = None
+    if argv[:1] == ["--max-downtime"] and len(argv) > 1:
+        max_downtime = int(argv[1])
+        argv = argv[2:]
     if len(argv) < 6 or argv[4] != "--":
         sys.stderr.write(__doc__)
         return 2
@@ -111,10 +117,12 @@ def main(argv):
         {"capability": "events", "state": True}]})
 
     # the stream's settings libvirt uses for a local migration: no
-    # bandwidth cap on the source (QEMU's default is 128 MiB/s), QEMU's
-    # default downtime limit; backend transfer on both sides
-    src.cmd("migrate-set-parameters", {"backend-transfer": True,
-                                       "max-bandwidth": UNLIMITED})
+    # bandwidth cap on the source (QEMU's default is 128 MiB/s), the
+    # downtime limit the libvirt modes get; backend transfer on both sides
+    params = {"backend-transfer": True, "max-bandwidth": UNLIMITED}
+    if max_downtime:
+        params["downtime-limit"] = max_downtime
+    src.cmd("migrate-set-parameters", params)
     dst.cmd("migrate-set-parameters", {"backend-transfer": True})
     lmqmp.fd_channel(src, dst)
     t["t_migrate"] = time.time()
@@ -152,8 +160,17 @@ def main(argv):
     for key in ("downtime", "total-time", "setup-time"):
         if key in info:
             print("%s=%s" % (key.replace("-", "_"), info[key]))
-    if "transferred" in info.get("ram", {}):
-        print("transferred=%d" % info["ram"]["transferred"])
+    ram = info.get("ram", {})
+    for key in ("transferred", "downtime-bytes", "dirty-sync-count"):
+        if key in ram:
+            print("%s=%d" % (key.replace("-", "_"), ram[key]))
+    # when each pass over the guest's memory began (QEMU's clock): the
+    # last one's length is what the guest had to dirty before the stop
+    for ev in src.events:
+        if ev.get("event") == "MIGRATION_PASS":
+            ts = ev["timestamp"]
+            print("t_pass%d=%.6f" % (ev["data"]["pass"],
+                                     ts["seconds"] + ts["microseconds"] / 1e6))
     print("dst_pid=%d" % dst_proc.pid)
     return 0 if status == "completed" else 1
 

@@ -38,6 +38,7 @@ FIGURES = [
     ("lost", "packets lost", ""),
     ("paused_ms", "guest paused (STOP->RESUME)", "ms"),
     ("downtime_ms", "QEMU downtime", "ms"),
+    ("downtime_mib", "sent while stopped", "MiB"),
     ("total_ms", "QEMU total time", "ms"),
     ("wall_ms", "command wall time", "ms"),
     ("api_ms", "migration call", "ms"),
@@ -245,6 +246,8 @@ def libvirt_marks(path):
             for key, name in (("downtime", "qemu_downtime"), ("total-time", "qemu_total")):
                 if key in ret:
                     marks.setdefault(name, float(ret[key]))
+            if "downtime-bytes" in ret.get("ram", {}):
+                marks.setdefault("qemu_downtime_bytes", float(ret["ram"]["downtime-bytes"]))
     cont = next(((mon, sent.get("id")) for _, mon, sent in sends
                  if sent.get("execute") == "cont"), None)
     for when, mon, rep in replies:
@@ -299,6 +302,10 @@ def read_kv(path):
     return out
 
 
+def mib(nbytes):
+    return None if nbytes is None else nbytes / (1 << 20)
+
+
 def num(v):
     try:
         return float(v)
@@ -329,6 +336,7 @@ def run_sample(run_dir):
                   "t_quit", "t_gone", "t_stop", "t_src_completed", "t_resume"):
             marks[k] = num(meta.get(k))
         row["downtime_ms"] = num(meta.get("downtime"))
+        row["downtime_mib"] = mib(num(meta.get("downtime_bytes")))
         row["total_ms"] = num(meta.get("total_time"))
         row["api_ms"] = span(marks, "t_launch", "t_gone")
         if meta.get("status") != "completed":
@@ -344,6 +352,7 @@ def run_sample(run_dir):
             for key, name in (("downtime_ms", "qemu_downtime"), ("total_ms", "qemu_total")):
                 if name in marks:
                     row[key] = marks.pop(name)
+            row["downtime_mib"] = mib(marks.pop("qemu_downtime_bytes", None))
         # the old process ended: the first QEMU exit after the switchover
         if marks.get("t_resume") is not None:
             marks["t_old_exit"] = next((t for t, _ in sorted(exits)
@@ -553,6 +562,12 @@ def plot(rows, modes, out_dir, path):
     return None
 
 
+def downtime_limit(machine):
+    ms = machine.get("max_downtime", "0")
+    return ("QEMU's default downtime limit" if ms in ("", "0")
+            else "downtime limit %s ms in every mode" % ms)
+
+
 def main(argv):
     args = [a for a in argv if not a.startswith("--")]
     if len(args) != 1:
@@ -585,12 +600,13 @@ def main(argv):
     ph_head, ph_body, meds = phase_rows(rows, modes)
     tlines = targets(rows, meds)
 
-    desc = ["%s on %s (%s cores, %s), %s; %s; %s; %s; ping every %s s; %s"
+    desc = ["%s on %s (%s cores, %s), %s; %s; %s; %s; ping every %s s; %s; %s"
             % (machine.get("date", "?"), machine.get("cpu", "?"), machine.get("cores", "?"),
                machine.get("accel", machine.get("kvm", "?")), machine.get("kernel", "?"),
                machine.get("qemu_reference", "?"), machine.get("qemu_stock", "?"),
                "libvirt " + re.sub(r"^libvirt ", "", machine.get("libvirt", "?")),
-               machine.get("ping_interval", "?"), "commit " + machine.get("commit", "?"))]
+               machine.get("ping_interval", "?"), downtime_limit(machine),
+               "commit " + machine.get("commit", "?"))]
     lines = desc + [""] + text_table(head, body) + [""] + \
         text_table(ph_head, ph_body) + [""] + ["target: " + t for t in tlines]
     busy = [r["run"] for r in rows if r.get("foreign_qemus") or
@@ -611,12 +627,12 @@ def main(argv):
            % (machine.get("date", "?"), machine.get("commit", "?"), machine.get("runs", "?")),
            "",
            "Machine: %s, %s cores, %s, %s, %s RAM; %s (reference); %s; libvirt %s;"
-           " guest %s; ping every %s s; libvirt debug log %s."
+           " guest %s; ping every %s s; %s; libvirt debug log %s."
            % (machine.get("cpu", "?"), machine.get("cores", "?"), machine.get("accel", machine.get("kvm", "?")),
               machine.get("kernel", "?"), machine.get("memory", "?"),
               machine.get("qemu_reference", "?"), machine.get("qemu_stock", "?"),
               re.sub(r"^libvirt ", "", machine.get("libvirt", "?")), machine.get("guest", "?"),
-              machine.get("ping_interval", "?"),
+              machine.get("ping_interval", "?"), downtime_limit(machine),
               "on" if machine.get("debug_log", "1") == "1" else "off"),
            ""] + rst_table(head, body) + [""] + rst_table(ph_head, ph_body) + [""] + \
         ["- " + t for t in tlines]
