@@ -205,6 +205,9 @@ foreign_qemus() {
     local p n=0 ours
     ours=$(stat -L -c %i "/run/netns/$LM_NS")
     for p in $(pgrep -x qemu-system-x86 || :); do
+        # an exited QEMU not yet reaped (this machine's init takes ~2 s)
+        # has no namespace left to read, and runs nothing
+        [ "$(sed 's/.*) //; s/ .*//' "/proc/$p/stat" 2>/dev/null)" != Z ] || continue
         [ "$(stat -L -c %i "/proc/$p/ns/net" 2>/dev/null)" = "$ours" ] || n=$((n + 1))
     done
     echo "$n"

@@ -13,7 +13,7 @@ top=${LOCALMIG_TOP:-$(cd "$(dirname "$0")/../.." && pwd)}
 scratch=$(mktemp -d)
 lm_defer rm -rf "$scratch"
 
-tap_plan 14
+tap_plan 16
 
 # Three libvirt runs (bt) and one raw run.  Ping replies every 10 ms from
 # T-1 s to T+1 s (T = command start); the replies between the source's
@@ -92,7 +92,7 @@ for k in (1, 2, 3):
         log(f, t0 + 0.801, event("0xa", t0 + 0.800, "STOP"))
         log(f, t0 + 0.801, event("0xb", t0 + 0.805, "MIGRATION", "completed"))
         log(f, t0 + 0.802, event("0xa", t0 + 0.790 + 0.010 * k, "MIGRATION", "completed"))
-        log(f, t0 + 0.803, 'qemuMonitorJSONIOProcessLine:212 : QEMU_MONITOR_RECV_REPLY: mon=0xa reply={"return": {"status": "completed", "downtime": %d, "total-time": %d}, "id": "libvirt-10"}' % (20 + k, 300 + k))
+        log(f, t0 + 0.803, 'qemuMonitorJSONIOProcessLine:212 : QEMU_MONITOR_RECV_REPLY: mon=0xa reply={"return": {"status": "completed", "downtime": %d, "total-time": %d, "ram": {"downtime-bytes": %d}}, "id": "libvirt-10"}' % (20 + k, 300 + k, (1 + k) << 19))
         log(f, t0 + 0.804, "qemuMigrationLocalSetPhase:1502 : local migration of 'd': migrate -> switchover")
         log(f, t0 + 0.805, 'qemuMonitorSend:836 : QEMU_MONITOR_SEND_MSG: mon=0xc msg={"execute":"cont","id":"libvirt-3"}')
         log(f, t0 + 0.806, event("0xc", resume, "RESUME"))
@@ -108,7 +108,7 @@ with open(os.path.join(d, "meta"), "w") as f:
                     ("t_stop", 0.30), ("t_src_completed", 0.302), ("t_resume", 0.305),
                     ("t_gone", 0.31)):
         f.write("%s=%.6f\n" % (key, t0 + dt))
-    f.write("status=completed\ndowntime=4\ntotal_time=200\nt_cmd_start=%.6f\n"
+    f.write("status=completed\ndowntime=4\ndowntime_bytes=262144\ntotal_time=200\nt_cmd_start=%.6f\n"
             "t_cmd_end=%.6f\nrc=0\n" % (t0, t0 + 0.35))
 ping_log(os.path.join(d, "ping.log"), t0, 0.295, 0.312)
 mem_log(os.path.join(d, "mem.log"), t0, 2048, 4096)
@@ -139,6 +139,8 @@ tap_expect "libvirt log: STOP (source monitor) to RESUME (new monitor), QEMU tim
     "$(val 02-bt paused_ms)"
 tap_expect "libvirt log: QEMU's downtime and total time from query-migrate, not domjobinfo" "22.0 302.0" \
     "$(val 02-bt downtime_ms) $(val 02-bt total_ms)"
+tap_expect "sent while stopped: downtime-bytes from libvirt's log (bt #2) and the raw floor's meta, in MiB" \
+    "1.5 0.2" "$(val 02-bt downtime_mib) $(val 04-raw downtime_mib | cut -c1-3)"
 tap_expect "libvirt log: phases start-up, checks, process, probe" "300.0 20.0 30.0 250.0" \
     "$(val 01-bt phase_startup_ms) $(val 01-bt phase_checks_ms) $(val 01-bt phase_process_ms) $(val 01-bt phase_probe_ms)"
 tap_expect "libvirt log: phases migration (to the source's completed event, not another monitor's), switchover" \
@@ -152,5 +154,8 @@ tap_expect "raw floor: phases from its step times" "50.0 30.0 20.0 202.0 3.0 5.0
     "$(for p in startup process probe migration switchover cleanup exit; do val 04-raw "phase_${p}_ms"; done | tr '\n' ' ' | sed 's/ $//')"
 tap_expect "table: median (min-max) per mode" "ping gap at the switchover [ms] 30 (30-30) 60 (50-70)" \
     "$(row 'ping gap at the switchover')"
+tap_expect "target: bt's gap against the floor's median, beside the floor's own runs" \
+    "target: bt largest gap: median 60.0 ms (2.00x the raw floor's), max 70.0 ms; 1.2 x raw floor median (30.0 ms) = 36.0 ms: within it in 0/3 runs (the raw floor's own runs: 1/1)" \
+    "$(row 'target: bt largest gap')"
 tap_expect "phase table: bt's difference to the raw floor" \
     "new process QMP set-up and probe 20 250 +230" "$(row 'new process QMP')"
