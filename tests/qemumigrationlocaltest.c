@@ -453,6 +453,40 @@ testParamJSON(const void *opaque G_GNUC_UNUSED)
 
 
 /*
+ * The STOP handler writes the status XML (a synced write on the monitor's
+ * event thread) except while a local migration moves the domain: then
+ * that write would hold back the completion event the paused guest waits
+ * for, and the migration saves the status itself.
+ */
+static int
+testSavesStop(const void *opaque G_GNUC_UNUSED)
+{
+    g_autoptr(virDomainObj) vm = NULL;
+    qemuDomainJobPrivate *jobPriv;
+    bool idle, outgoing, local;
+
+    if (!(vm = virDomainObjNew(driver.xmlopt)))
+        return -1;
+    jobPriv = vm->job->privateData;
+
+    idle = qemuMigrationLocalSavesStop(vm);
+    vm->job->asyncJob = VIR_ASYNC_JOB_MIGRATION_OUT;
+    outgoing = qemuMigrationLocalSavesStop(vm);
+    jobPriv->local = qemuMigrationLocalNew();
+    local = qemuMigrationLocalSavesStop(vm);
+    g_clear_pointer(&jobPriv->local, qemuMigrationLocalFree);
+    vm->job->asyncJob = VIR_ASYNC_JOB_NONE;
+
+    if (!idle || !outgoing || local) {
+        VIR_TEST_VERBOSE("\nsaves at stop: no job %d, other migration %d, local migration %d",
+                         idle, outgoing, local);
+        return -1;
+    }
+    return 0;
+}
+
+
+/*
  * What the new process of a local migration with backend transfer is told
  * over QMP, from the moment it runs until the parameters are reset: the
  * parameters it had are read, backend-transfer is turned on, the stream is
@@ -818,6 +852,9 @@ mymain(void)
     if (virTestRun("migration parameter backend-transfer", testParamJSON, NULL) < 0)
         ret = -1;
 
+    if (virTestRun("no status write at the stop of a local migration",
+                   testSavesStop, NULL) < 0)
+        ret = -1;
     if (virTestRun("QMP conversation of the new process", testDstConversation, NULL) < 0)
         ret = -1;
 

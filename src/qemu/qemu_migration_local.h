@@ -137,3 +137,6 @@ qemuMigrationLocalIncomingNetProps(virDomainObj *vm,
 void
 qemuMigrationLocalShadowEvent(virDomainObj *vm,
                               int eventType);
+
+bool
+qemuMigrationLocalSavesStop(virDomainObj *vm);
