@@ -25,9 +25,11 @@ in, the quickest a switchover can be).  Steps, each timestamped:
 
 and from QEMU's own event timestamps (microseconds): t_stop (the source's
 STOP), t_src_completed (its MIGRATION completed) and t_resume (the
-destination's RESUME).  Prints these and the source's figures (downtime, total_time, setup_time,
-transferred) as key=value lines, then dst_pid.  Exit 1 if the migration
-did not complete.
+destination's RESUME), t_passN (when pass N over the memory began).
+Prints these and the source's figures (downtime, total_time, setup_time,
+transferred, downtime_bytes: sent after the stop, dirty_sync_count) as
+key=value lines, then dst_pid.  Exit 1 if the migration did not
+complete.
 """
 
 import os

@@ -140,7 +140,7 @@ tap_expect "libvirt log: STOP (source monitor) to RESUME (new monitor), QEMU tim
 tap_expect "libvirt log: QEMU's downtime and total time from query-migrate, not domjobinfo" "22.0 302.0" \
     "$(val 02-bt downtime_ms) $(val 02-bt total_ms)"
 tap_expect "sent while stopped: downtime-bytes from libvirt's log (bt #2) and the raw floor's meta, in MiB" \
-    "1.5 0.2" "$(val 02-bt downtime_mib) $(val 04-raw downtime_mib | cut -c1-3)"
+    "1.5 0.2" "$(val 02-bt downtime_mib) $(val 04-raw downtime_mib)"
 tap_expect "libvirt log: phases start-up, checks, process, probe" "300.0 20.0 30.0 250.0" \
     "$(val 01-bt phase_startup_ms) $(val 01-bt phase_checks_ms) $(val 01-bt phase_process_ms) $(val 01-bt phase_probe_ms)"
 tap_expect "libvirt log: phases migration (to the source's completed event, not another monitor's), switchover" \
