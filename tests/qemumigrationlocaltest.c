@@ -592,6 +592,28 @@ testDstConversation(const void *opaque G_GNUC_UNUSED)
 }
 
 
+/* The new binary's capabilities, once per job; a binary that cannot be
+ * probed is named with the cause. */
+static int
+testLookupCaps(const void *opaque)
+{
+    const char *binary = opaque;
+    g_autoptr(virQEMUCaps) caps = NULL;
+    bool probed = STRPREFIX(binary, "/usr/");
+
+    caps = qemuMigrationLocalLookupCaps(&driver, binary);
+    if (probed)
+        return testCheckResult(caps ? 0 : -1, NULL);
+
+    if (testCheckResult(caps ? 0 : -1, binary) < 0)
+        return -1;
+    /* again, for the cause: the test driver's cache cannot be written */
+    caps = qemuMigrationLocalLookupCaps(&driver, binary);
+    return testCheckResult(caps ? 0 : -1,
+                           "for a local migration: Unable to create directory");
+}
+
+
 static int
 mymain(void)
 {
@@ -845,6 +867,13 @@ mymain(void)
                      "{\"type\":\"tap\",\"incoming-fds\":true,\"script\":\"no\","
                      "\"downscript\":\"no\",\"vhost\":true,"
                      "\"vhostfd\":\"vhostfd-net00\",\"id\":\"hostnet0\"}");
+
+    if (virTestRun("capabilities looked up", testLookupCaps,
+                   "/usr/bin/qemu-system-x86_64") < 0)
+        ret = -1;
+    if (virTestRun("failed probe named", testLookupCaps,
+                   "/nonexistent/qemu-system-x86_64") < 0)
+        ret = -1;
 
     if (virTestRun("handover keeps the network port", testHandoverPort, NULL) < 0)
         ret = -1;

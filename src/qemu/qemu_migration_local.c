@@ -1062,21 +1062,16 @@ qemuMigrationLocalEndHandover(virDomainDef *def)
 /* PREPARE for --local-backend-transfer: both binaries must speak a
  * generation of the interface; the parameter is set on both sides. */
 static int
-qemuMigrationLocalSetupBackendTransfer(virQEMUDriver *driver,
-                                       virDomainObj *vm,
+qemuMigrationLocalSetupBackendTransfer(virDomainObj *vm,
                                        virDomainDef *newDef,
+                                       virQEMUCaps *dstCaps,
                                        qemuMigrationParams *dstParams,
                                        qemuMigrationParams *srcParams)
 {
     qemuDomainObjPrivate *priv = vm->privateData;
-    g_autoptr(virQEMUCaps) dstCaps = NULL;
     const qemuMigrationLocalDialect *dialect;
 
     if (qemuMigrationLocalCheckHandover(vm->def) < 0)
-        return -1;
-
-    if (!(dstCaps = virQEMUCapsCacheLookup(driver->qemuCapsCache,
-                                           newDef->emulator)))
         return -1;
 
     if (!(dialect = qemuMigrationLocalDialectSelect(priv->qemuCaps,
@@ -1200,16 +1195,66 @@ qemuMigrationLocalCheckDevices(virDomainDef *oldDef,
 }
 
 
+/* The capabilities of the binary the new process runs. A job looks them
+ * up once: each lookup checks the cached probe and may probe the binary
+ * again, which takes seconds. A failed probe leaves no error of its own
+ * (libvirt only logs it), so say which binary and what the probe said. */
+virQEMUCaps *
+qemuMigrationLocalLookupCaps(virQEMUDriver *driver,
+                             const char *emulator)
+{
+    virQEMUCaps *caps;
+    virErrorPtr err;
+
+    virResetLastError();
+    if ((caps = virQEMUCapsCacheLookup(driver->qemuCapsCache, emulator)))
+        return caps;
+
+    if ((err = virGetLastError()) && err->message) {
+        g_autofree char *cause = g_strdup(err->message);
+
+        virReportError(VIR_ERR_OPERATION_FAILED,
+                       _("cannot probe the capabilities of QEMU binary '%1$s' for a local migration: %2$s"),
+                       emulator, cause);
+    } else {
+        virReportError(VIR_ERR_OPERATION_FAILED,
+                       _("cannot probe the capabilities of QEMU binary '%1$s' for a local migration; the daemon's log has the probe's messages"),
+                       emulator);
+    }
+    return NULL;
+}
+
+
+/* The <emulator> of the new definition before it is parsed, so that the
+ * parser works with the capabilities the job looked up. NULL when @xml
+ * leaves the choice to the default binary. */
+static char *
+qemuMigrationLocalNewEmulator(const char *xml)
+{
+    g_autoptr(xmlDoc) doc = NULL;
+    g_autoptr(xmlXPathContext) ctxt = NULL;
+
+    if (!(doc = virXMLParseStringCtxt(xml, _("(domain_definition)"), &ctxt)))
+        return NULL;
+
+    return virXPathString("string(/domain/devices/emulator[1])", ctxt);
+}
+
+
 /* The definition the new process starts with: @xmlin if given (another
  * <emulator> typically), which must keep the guest ABI, or else the
- * running definition as it would be migrated. */
+ * running definition as it would be migrated. @caps is set to the
+ * capabilities of its binary. */
 static virDomainDef *
 qemuMigrationLocalNewDef(virQEMUDriver *driver,
                          virDomainObj *vm,
-                         const char *xmlin)
+                         const char *xmlin,
+                         virQEMUCaps **caps)
 {
     qemuDomainObjPrivate *priv = vm->privateData;
     g_autofree char *xml = NULL;
+    g_autofree char *emulator = NULL;
+    g_autoptr(virQEMUCaps) newCaps = NULL;
     g_autoptr(virDomainDef) def = NULL;
 
     if (!xmlin) {
@@ -1217,10 +1262,20 @@ qemuMigrationLocalNewDef(virQEMUDriver *driver,
                                             priv->origCPU, false, true)))
             return NULL;
         xmlin = xml;
+        emulator = g_strdup(vm->def->emulator);
+    } else if (!(emulator = qemuMigrationLocalNewEmulator(xmlin)) &&
+               virGetLastError()) {
+        return NULL;
     }
 
-    /* NULL caps: the post-parse callbacks look up the new <emulator> */
-    if (!(def = qemuMigrationAnyPrepareDef(driver, NULL, xmlin, NULL, NULL)))
+    /* without an <emulator>, post-parse picks the default one first */
+    if (emulator && !(newCaps = qemuMigrationLocalLookupCaps(driver, emulator)))
+        return NULL;
+
+    if (!(def = qemuMigrationAnyPrepareDef(driver, newCaps, xmlin, NULL, NULL)))
+        return NULL;
+
+    if (!newCaps && !(newCaps = qemuMigrationLocalLookupCaps(driver, def->emulator)))
         return NULL;
 
     if (STRNEQ(def->name, vm->def->name) ||
@@ -1234,6 +1289,7 @@ qemuMigrationLocalNewDef(virQEMUDriver *driver,
     if (xml == NULL && !qemuDomainCheckABIStability(driver, vm, def))
         return NULL;
 
+    *caps = g_steal_pointer(&newCaps);
     return g_steal_pointer(&def);
 }
 
@@ -1260,7 +1316,8 @@ qemuMigrationLocalProcessRecord(qemuMigrationLocalProcess *proc,
  * the old one afterwards). It is never in the domain list. */
 static virDomainObj *
 qemuMigrationLocalShadowNew(virQEMUDriver *driver,
-                            virDomainDef **def)
+                            virDomainDef **def,
+                            virQEMUCaps *caps)
 {
     virDomainObj *shadow;
 
@@ -1268,6 +1325,8 @@ qemuMigrationLocalShadowNew(virQEMUDriver *driver,
         return NULL;
 
     QEMU_DOMAIN_PRIVATE(shadow)->localShadow = true;
+    /* the process starts with these instead of looking them up again */
+    QEMU_DOMAIN_PRIVATE(shadow)->qemuCaps = virQEMUCapsNewCopy(caps);
     shadow->def = g_steal_pointer(def);
     return shadow;
 }
@@ -1556,6 +1615,7 @@ qemuMigrationLocalPerform(virQEMUDriver *driver,
     qemuDomainJobPrivate *jobPriv;
     qemuMigrationLocal *local;
     g_autoptr(virDomainDef) def = NULL;
+    g_autoptr(virQEMUCaps) newCaps = NULL;
     g_autoptr(qemuMigrationParams) dstParams = NULL;
     virDomainObj *shadow = NULL;
     int fds[2] = { -1, -1 };
@@ -1599,12 +1659,12 @@ qemuMigrationLocalPerform(virQEMUDriver *driver,
         goto endjob;
 
     /* PREPARE */
-    if (!(def = qemuMigrationLocalNewDef(driver, vm, xmlin)) ||
+    if (!(def = qemuMigrationLocalNewDef(driver, vm, xmlin, &newCaps)) ||
         qemuMigrationLocalCheckDevices(vm->def, def, backendTransfer) < 0)
         goto endjob;
 
     if (backendTransfer &&
-        qemuMigrationLocalSetupBackendTransfer(driver, vm, def, dstParams,
+        qemuMigrationLocalSetupBackendTransfer(vm, def, newCaps, dstParams,
                                                migParams) < 0)
         goto endjob;
 
@@ -1622,7 +1682,7 @@ qemuMigrationLocalPerform(virQEMUDriver *driver,
     }
 
     /* LAUNCH */
-    if (!(shadow = qemuMigrationLocalShadowNew(driver, &def)))
+    if (!(shadow = qemuMigrationLocalShadowNew(driver, &def, newCaps)))
         goto rollback;
     qemuMigrationLocalSetPhase(vm, local, QEMU_MIGRATION_LOCAL_PHASE_LAUNCH);
 

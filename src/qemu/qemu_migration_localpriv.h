@@ -25,6 +25,7 @@
 
 #include "qemu_migration_local.h"
 #include "qemu_capabilities.h"
+#include "qemu_conf.h"
 
 int
 qemuMigrationLocalCheckFlags(unsigned int flags,
@@ -47,6 +48,10 @@ int
 qemuMigrationLocalCheckDevices(virDomainDef *oldDef,
                                virDomainDef *newDef,
                                bool backendTransfer);
+
+virQEMUCaps *
+qemuMigrationLocalLookupCaps(virQEMUDriver *driver,
+                             const char *emulator);
 
 typedef struct _qemuMigrationLocalDialect qemuMigrationLocalDialect;
 
