@@ -1,11 +1,13 @@
 #!/bin/bash
 # Build the tiny test guest: an ELF kernel bootable through QEMU's PVH entry
-# and a busybox initramfs that brings up virtio-net with a fixed address.
+# and a busybox initramfs that brings up virtio-net with a fixed address
+# (and, when the realistic guest's devices are there, a second NIC, ticks on
+# a serial port and a disk writer: see below).
 #
 # Output (outside the repository, reused across runs):
 #   ${LOCALMIG_CACHE:-/var/cache/libvirt-localmig}/guest/
 #     vmlinux             ELF kernel from Debian 12's default kernel package
-#     initramfs.cpio.gz   busybox-static + virtio-net modules + /init
+#     initramfs.cpio.gz   busybox-static + virtio modules + /init
 #     guest.env           shell variables describing the guest (source it)
 #
 # Idempotent: the build is keyed on the sha256 of this script and the
@@ -26,9 +28,38 @@ GUEST_PREFIX=24
 GUEST_MEM_MIB=256
 READY_MARKER=LOCALMIG-GUEST-READY
 FAIL_MARKER=LOCALMIG-GUEST-FAILED
-# Load order matters: there is no modules.dep in our initramfs.
+# What the realistic guest (tests/e2e/lib/realistic.sh) adds, each only if
+# its device is there, so the one-NIC guest above behaves as before:
+#   eth1 (a second virtio NIC): 198.18.1.2/24, or localmig.ip2=ADDR/PREFIX;
+#   localmig.tick=TTY: "LOCALMIG-TICK n" to /dev/TTY every 0.5 s, so a
+#     console attached to that serial port sees the guest alive;
+#   /dev/vda (virtio-blk): the disk writer, see disk_writer in /init.
+GUEST_IP2=198.18.1.2
+GUEST_PREFIX2=24
+TICK_MARKER=LOCALMIG-TICK
+DISK_START_MARKER=LOCALMIG-DISK-START
+DISK_ACK_MARKER=LOCALMIG-DISK-ACK
+DISK_ERROR_MARKER=LOCALMIG-DISK-ERROR
+# One record is one 4096-byte block: 64 identical 64-byte lines
+#   "LOCALMIG-REC n=%010d slot=%05d sum=%08x .............\n"
+# with sum = (n * 2654435761 + slot) mod 2^32, written at block slot
+# n % slots.  Every 512-byte sector holds n, so a torn write (sectors of
+# two records) shows, and so does any flipped byte.  slots = the disk's
+# size in blocks, at most 99999 (the slot field's width); the 64 MiB disk
+# of tests/e2e/lib/guest-disk has 16384.
+DISK_REC_SIZE=4096
+DISK_SLOTS_MAX=99999
+GUEST_DISK_MIB=64
+GUEST_DISK_SLOTS=$((GUEST_DISK_MIB * 1024 * 1024 / DISK_REC_SIZE))
+# pause between two records (s): the ring of 16384 slots lasts well beyond
+# a test (the writer manages 5-20 records/s under TCG)
+DISK_PACE=0.05
+# Load order matters: there is no modules.dep in our initramfs.  virtio_blk,
+# virtio_balloon and virtio-rng (module name virtio_rng) depend only on
+# virtio and virtio_ring in Debian 12's kernel; hw_random itself is built in.
 MODULES="failover net_failover virtio_ring virtio virtio_pci_modern_dev
-virtio_pci_legacy_dev virtio_pci virtio_net"
+virtio_pci_legacy_dev virtio_pci virtio_net virtio_blk virtio_balloon
+virtio-rng"
 
 log() { echo "build-guest: $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -114,6 +145,8 @@ cat >"$root/init" <<EOF
 # PID 1 of the localmig test guest: bring up eth0, say so, then idle.
 # The address can be overridden with localmig.ip=ADDR/PREFIX on the kernel
 # command line (dotted parameters are ignored by the kernel itself).
+# With more devices (the realistic guest): eth1 (localmig.ip2=ADDR/PREFIX),
+# ticks on localmig.tick=TTY, and the disk writer on /dev/vda.
 export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -122,24 +155,99 @@ mount -t devtmpfs devtmpfs /dev
 idle() { while :; do sleep 3600; done; }
 fail() { echo "$FAIL_MARKER: \$*"; idle; }
 
+# virtio_devices ID: how many virtio devices of type ID (1 net, 2 block)
+virtio_devices() {
+    c=0
+    for d in /sys/bus/virtio/devices/*/device; do
+        [ "\$(cat "\$d" 2>/dev/null)" = "\$1" ] && c=\$((c + 1))
+    done
+    echo \$c
+}
+
+# wait_for PATH WHAT: virtio probing may finish a little after insmod
+# returns.
+wait_for() {
+    n=0
+    while [ ! -e "\$1" ]; do
+        n=\$((n + 1)); [ \$n -le 200 ] || fail "no \$2"
+        sleep 0.05
+    done
+}
+
+# The disk writer: record n (1, 2, ...) as one block at slot n % slots,
+# written with fsync (a flush of the virtio-blk disk), so once dd returned
+# the record is in the image; only then "$DISK_ACK_MARKER n" on the console.
+# A failed write says "$DISK_ERROR_MARKER n=N ..." and the writer goes on
+# with the next record.
+disk_writer() {
+    slots=\$1
+    mkdir -p /tmp
+    echo "$DISK_START_MARKER dev=/dev/vda slots=\$slots rec=$DISK_REC_SIZE"
+    fmt='LOCALMIG-REC n=%010d slot=%05d sum=%08x .............\n'
+    n=0
+    while :; do
+        n=\$((n + 1))
+        slot=\$((n % slots))
+        a="\$n \$slot \$(( (n * 2654435761 + slot) & 0xffffffff ))"
+        # 64 copies of the arguments: printf repeats the format for them
+        a="\$a \$a"; a="\$a \$a"; a="\$a \$a"; a="\$a \$a"; a="\$a \$a"; a="\$a \$a"
+        printf "\$fmt" \$a >/tmp/rec
+        if dd if=/tmp/rec of=/dev/vda bs=$DISK_REC_SIZE seek=\$slot count=1 \\
+              conv=notrunc,sync,fsync 2>/tmp/dd.err; then
+            echo "$DISK_ACK_MARKER \$n"
+        else
+            echo "$DISK_ERROR_MARKER n=\$n slot=\$slot: \$(tr '\n' ' ' </tmp/dd.err)"
+            sleep 1
+        fi
+        sleep $DISK_PACE
+    done
+}
+
 addr=$GUEST_IP/$GUEST_PREFIX
+addr2=$GUEST_IP2/$GUEST_PREFIX2
+tick=
 for arg in \$(cat /proc/cmdline); do
-    case "\$arg" in localmig.ip=*) addr=\${arg#localmig.ip=} ;; esac
+    case "\$arg" in
+        localmig.ip=*) addr=\${arg#localmig.ip=} ;;
+        localmig.ip2=*) addr2=\${arg#localmig.ip2=} ;;
+        localmig.tick=*) tick=\${arg#localmig.tick=} ;;
+    esac
 done
 
 for m in \$(cat /etc/modules-order); do
     insmod /lib/modules/\$m.ko || fail "insmod \$m"
 done
-# virtio probing may finish a little after insmod returns.
-n=0
-while [ ! -e /sys/class/net/eth0 ]; do
-    n=\$((n + 1)); [ \$n -le 200 ] || fail "no eth0"
-    sleep 0.05
-done
+wait_for /sys/class/net/eth0 eth0
 ip link set lo up
 ip addr add "\$addr" dev eth0 || fail "ip addr add \$addr"
 ip link set eth0 up || fail "eth0 up"
-echo "$READY_MARKER addr=\$addr mac=\$(cat /sys/class/net/eth0/address) uptime=\$(cut -d' ' -f1 /proc/uptime)"
+extra=
+if [ "\$(virtio_devices 0x0001)" -ge 2 ]; then
+    wait_for /sys/class/net/eth1 eth1
+    ip addr add "\$addr2" dev eth1 || fail "ip addr add \$addr2 dev eth1"
+    ip link set eth1 up || fail "eth1 up"
+    extra="\$extra addr2=\$addr2 mac2=\$(cat /sys/class/net/eth1/address)"
+fi
+slots=
+if [ "\$(virtio_devices 0x0002)" -ge 1 ]; then
+    wait_for /dev/vda vda
+    slots=\$((\$(cat /sys/block/vda/size) * 512 / $DISK_REC_SIZE))
+    [ \$slots -le $DISK_SLOTS_MAX ] || slots=$DISK_SLOTS_MAX
+    [ \$slots -ge 2 ] || fail "vda too small"
+    extra="\$extra disk=vda slots=\$slots"
+fi
+if [ -n "\$tick" ]; then
+    [ -c "/dev/\$tick" ] || fail "no /dev/\$tick for localmig.tick"
+    extra="\$extra tick=\$tick"
+fi
+echo "$READY_MARKER addr=\$addr mac=\$(cat /sys/class/net/eth0/address)\$extra uptime=\$(cut -d' ' -f1 /proc/uptime)"
+if [ -n "\$tick" ]; then
+    # kept open: no open/close (and no hangup) of the port per line
+    (exec >"/dev/\$tick" 2>&1
+     i=0
+     while :; do i=\$((i + 1)); echo "$TICK_MARKER \$i"; sleep 0.5; done) &
+fi
+[ -z "\$slots" ] || disk_writer "\$slots" >/dev/console 2>&1 &
 idle
 EOF
 chmod 755 "$root/init"
@@ -164,6 +272,16 @@ mv -f "$work/initramfs.cpio.gz" "$cache/initramfs.cpio.gz"
     printf 'GUEST_MEM_MIB=%q\n' "$GUEST_MEM_MIB"
     printf 'GUEST_READY_MARKER=%q\n' "$READY_MARKER"
     printf 'GUEST_FAIL_MARKER=%q\n' "$FAIL_MARKER"
+    # the realistic guest (tests/e2e/lib/realistic.sh)
+    printf 'GUEST_IP2=%q\n' "$GUEST_IP2"
+    printf 'GUEST_PREFIX2=%q\n' "$GUEST_PREFIX2"
+    printf 'GUEST_TICK_MARKER=%q\n' "$TICK_MARKER"
+    printf 'GUEST_DISK_MIB=%q\n' "$GUEST_DISK_MIB"
+    printf 'GUEST_DISK_SLOTS=%q\n' "$GUEST_DISK_SLOTS"
+    printf 'GUEST_DISK_REC_SIZE=%q\n' "$DISK_REC_SIZE"
+    printf 'GUEST_DISK_START_MARKER=%q\n' "$DISK_START_MARKER"
+    printf 'GUEST_DISK_ACK_MARKER=%q\n' "$DISK_ACK_MARKER"
+    printf 'GUEST_DISK_ERROR_MARKER=%q\n' "$DISK_ERROR_MARKER"
 } >"$cache/guest.env"
 echo "$key" >"$cache/build.stamp"
 log "done: $cache/guest.env"
