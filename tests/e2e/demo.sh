@@ -1,6 +1,8 @@
 #!/bin/bash
 # The project's demo ("main job"): build the test guest, boot it under the
-# BUILT libvirt (embedded QEMU driver) on the reference QEMU in a private
+# BUILT libvirt, run as a host runs it (virtqemud and virtlogd daemons with
+# the configuration the build ships, reached through qemu:///system), on the
+# reference QEMU in a private
 # network namespace with <backend transfer='on'/> on its interface, ping it,
 # local-migrate it with backend transfer under a continuous 10 ms ping,
 # tear everything down, and print what happened: the QEMU pid and the TAP
@@ -17,6 +19,7 @@ set -euo pipefail
 user_qemu=${QEMU:-}
 . "$(dirname "$0")/lib/common.sh"
 . "$LM_LIB_DIR/libvirt.sh"
+. "$LM_LIB_DIR/daemon.sh"
 
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-90}
 DEMO_PING_SECS=${DEMO_PING_SECS:-3}
@@ -27,6 +30,8 @@ die() { say "FAILED: $*"; exit 1; }
 field() { sed -n "s/^$1=//p" <<<"$2"; }
 ms_between() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%d", (b - a) * 1000 }'; }
 clock() { date -d "@$1" +%H:%M:%S.%3N; }
+
+domain_tap() { lh_virsh domiflist "$DOM" | awk 'NR == 1 { print $1 }'; }
 
 step_prepare() {
     [ "$(id -u)" = 0 ] || die "must run as root"
@@ -47,21 +52,23 @@ step_prepare() {
       <backend transfer='on'/>"
     lv_ensure_qemu_user
     lm_tmpdir
-    ROOT=$LM_TMP/root
+    # QEMU runs as libvirt-qemu and reads its files below the scratch dir
+    chmod 0711 "$LM_TMP"
     DOM=lm-demo-$$
     SERIAL=$LM_TMP/serial.log
-    lv_embed_root "$ROOT"
     lm_netns_create demo
+    say "starting virtlogd and virtqemud (default configuration) in $LM_NS"
+    lh_start
     lv_domain_xml "$DOM" "$SERIAL" >"$LM_TMP/$DOM.xml"
 }
 
 step_boot() {
     say "defining and starting $DOM in namespace $LM_NS"
-    lv_virsh "$ROOT" define "$LM_TMP/$DOM.xml" >/dev/null || die "define"
+    lh_virsh define "$LM_TMP/$DOM.xml" >/dev/null || die "define"
     lm_nsexec "$LM_PINGSTAT" start "$LM_TMP/boot-ping.log" "$GUEST_IP" >/dev/null
     local t0
     t0=$(lm_now)
-    lv_virsh "$ROOT" start "$DOM" >/dev/null || die "start (see $ROOT/log/qemu/$DOM.log)"
+    lh_virsh start "$DOM" >/dev/null || die "start (see $LH_LOG/qemu/$DOM.log)"
     START_MS=$(lm_ms_since "$t0")
     "$LM_PINGSTAT" wait "$LM_TMP/boot-ping.log" "$BOOT_TIMEOUT" >/dev/null ||
         die "guest never answered a ping; console: $(tail -n 5 "$SERIAL" 2>/dev/null)"
@@ -69,8 +76,8 @@ step_boot() {
     stats=$("$LM_PINGSTAT" stop "$LM_TMP/boot-ping.log")
     FIRST_PING_MS=$(ms_between "$t0" "$(field first_reply_at "$stats")")
     READY_LINE=$(grep -m1 "$GUEST_READY_MARKER" "$SERIAL" | tr -d '\r' || :)
-    QEMU_PID=$(lv_qemu_pid "$ROOT" "$DOM") || die "no QEMU pid file"
-    TAP_DEV=$(lv_domain_tap "$ROOT" "$DOM")
+    QEMU_PID=$(lh_qemu_pid "$DOM") || die "no QEMU pid file"
+    TAP_DEV=$(domain_tap)
     TAP_MASTER=$(ip -n "$LM_NS" -o link show dev "$TAP_DEV" |
                  sed -n 's/.* master \([^ ]*\) .*/\1/p')
     [ "$TAP_MASTER" = "$LM_BRIDGE" ] || die "TAP $TAP_DEV is not on $LM_BRIDGE"
@@ -103,23 +110,26 @@ step_migrate() {
     "$LM_PINGSTAT" wait "$LM_TMP/mig-ping.log" 30 >/dev/null || die "no ping before migrating"
     local t0
     t0=$(lm_now)
-    lv_virsh "$ROOT" migrate --live --local-backend-transfer "$DOM" ||
-        die "migrate (see $ROOT/log/qemu/$DOM.log)"
+    lh_virsh migrate --live --local-backend-transfer "$DOM" ||
+        die "migrate (see $LH_LOG/qemu/$DOM.log)"
     MIGRATE_MS=$(lm_ms_since "$t0")
     sleep 1
     MIG_STATS=$("$LM_PINGSTAT" stop "$LM_TMP/mig-ping.log")
     OLD_PID=$QEMU_PID
-    QEMU_PID=$(lv_qemu_pid "$ROOT" "$DOM") || die "no QEMU pid file"
+    QEMU_PID=$(lh_qemu_pid "$DOM") || die "no QEMU pid file"
     lm_wait_until 10 lm_pid_gone "$OLD_PID" || die "old QEMU $OLD_PID still running"
-    TAP_AFTER=$(tap_line "$(lv_domain_tap "$ROOT" "$DOM")")
+    TAP_AFTER=$(tap_line "$(domain_tap)")
+    QEMU_USER=$(ps -o user= -p "$QEMU_PID")
+    LOG_LINES=$(grep -c . "$LH_LOG/qemu/$DOM.log")
 }
 
 step_teardown() {
     say "destroying and undefining $DOM"
-    lv_destroy "$ROOT" "$DOM" || die "destroy"
+    lh_virsh destroy "$DOM" >/dev/null || die "destroy"
     lm_wait_until 10 lm_pid_gone "$QEMU_PID" || die "QEMU $QEMU_PID still running"
-    lv_virsh "$ROOT" undefine "$DOM" >/dev/null || die "undefine"
-    LEFTOVERS=$(lm_leftovers --ns "$LM_NS" --match "$ROOT" "$LM_TMP") ||
+    lh_virsh undefine "$DOM" >/dev/null || die "undefine"
+    lh_stop
+    LEFTOVERS=$(lm_leftovers --ns "$LM_NS" --match "$LM_TMP" "$LM_TMP") ||
         die "left behind: $LEFTOVERS"
 }
 
@@ -128,7 +138,9 @@ report() {
     cat <<EOF
 
 === libvirt-localmig demo ===
-libvirt      $LIBVIRT_BUILDDIR (embedded QEMU driver, uninstalled)
+libvirt      $LIBVIRT_BUILDDIR: virtqemud and virtlogd as daemons, shipped
+             qemu.conf (QEMU as libvirt-qemu, DAC, mount namespace, cgroups,
+             logs through virtlogd), virsh -c qemu:///system
 emulator     $QEMU ($("$QEMU" --version | head -n1))
 namespace    $LM_NS, bridge $LM_BRIDGE $LM_BRIDGE_IP/$LM_PREFIX
 domain       $DOM, TAP $TAP_DEV (port of $TAP_MASTER), <backend transfer='on'/>
@@ -141,6 +153,7 @@ migration    virsh migrate --live --local-backend-transfer: ${MIGRATE_MS} ms
   QEMU pid   $OLD_PID -> $QEMU_PID
   TAP before $TAP_BEFORE
   TAP after  $TAP_AFTER
+  QEMU user  $QEMU_USER; domain log $LH_LOG/qemu/$DOM.log: $LOG_LINES lines, both processes'
   pings      every 10 ms: sent $(field sent "$MIG_STATS"), received $(field received "$MIG_STATS"), lost $(field lost_after_first_reply "$MIG_STATS")
              largest gap $(field max_gap_ms "$MIG_STATS") ms at $(clock "$(field max_gap_at "$MIG_STATS")")
 teardown     destroyed, undefined, nothing left behind

@@ -21,7 +21,8 @@
 #
 # Every virsh call goes through rg_virsh ARGS... (a single embed virsh on
 # $root by default, see lv_virsh); a test talking to a daemon redefines it
-# after sourcing this file.  The helpers print what they found on stdout
+# after sourcing this file, and rg_host_path PATH too when the daemon's
+# paths are not the host's.  The helpers print what they found on stdout
 # (for a TAP description) and explain a failure on stderr.
 #
 # The guest (tests/e2e/guest/build-guest.sh): eth0 198.18.0.2/24 on br0,
@@ -35,6 +36,9 @@ RG_GUEST_DISK=$LM_LIB_DIR/guest-disk
 RG_CMDLINE=${RG_CMDLINE:-console=ttyS1 localmig.tick=ttyS0 quiet panic=-1}
 
 rg_virsh() { lv_virsh "$root" "$@"; }
+# rg_host_path PATH: where a path QEMU uses is on the host (the same, unless
+# the daemon has private mounts; see lh_host_path)
+rg_host_path() { echo "$1"; }
 
 # rg_domain_xml NAME LOGFILE DISK: XML of the realistic guest.  As
 # lv_domain_xml (pc machine, PVH ELF kernel, on_* destroy, emulator $QEMU)
@@ -307,6 +311,7 @@ for ch in ET.parse(sys.stdin).getroot().iter("channel"):
 rg_agent_socket() {
     local path
     path=$(_rg_channel_path "$1" org.qemu.guest_agent.0) || return 1
+    [ -z "$path" ] || path=$(rg_host_path "$path")
     if [ -n "$path" ] && [ -S "$path" ]; then
         echo "$path"
         return 0
