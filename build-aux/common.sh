@@ -27,6 +27,9 @@ LIBVIRT_MESON_OPTIONS=(
     -Ddocs=enabled
     -Dtests=enabled
     -Dnls=disabled
+    # remember_owner (on by default) keeps a file's owner in an xattr;
+    # without libattr it silently does nothing, unlike on a Debian host
+    -Dattr=enabled
     -Ddriver_qemu=enabled
     -Ddriver_remote=enabled
     -Ddriver_libvirtd=enabled

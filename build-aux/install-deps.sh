@@ -22,6 +22,8 @@ libvirt_deps=(
     libjson-c-dev libnl-3-dev libnl-route-3-dev libtirpc-dev
     python3-docutils libcap-ng-dev libudev-dev libpciaccess-dev
     libdevmapper-dev libreadline-dev gettext
+    # xattrs: what remember_owner stores a file's original owner in
+    libattr1-dev
     # tools some of libvirt's own tests need, or they are left out:
     # augparse (config file lenses), pdwtags (RPC wire structs), pytest
     augeas-tools dwarves python3-pytest

@@ -592,6 +592,73 @@ testDstConversation(const void *opaque G_GNUC_UNUSED)
 }
 
 
+static virSecurityLabelDef *
+testSeclabel(const char *model,
+             const char *label,
+             const char *imagelabel)
+{
+    virSecurityLabelDef *sec = virSecurityLabelDefNew(model);
+
+    sec->type = VIR_DOMAIN_SECLABEL_DYNAMIC;
+    sec->label = g_strdup(label);
+    sec->imagelabel = g_strdup(imagelabel);
+    return sec;
+}
+
+
+/* The new process gets the running process's labels, not new ones nor
+ * what the new definition said: the files carry those, and the SELinux
+ * category stays reserved for the domain. */
+static int
+testKeepSeclabels(const void *opaque G_GNUC_UNUSED)
+{
+    g_autoptr(virDomainDef) oldDef = virDomainDefNew(driver.xmlopt);
+    g_autoptr(virDomainDef) newDef = virDomainDefNew(driver.xmlopt);
+    size_t i;
+
+    oldDef->nseclabels = 3;
+    oldDef->seclabels = g_new0(virSecurityLabelDef *, 3);
+    oldDef->seclabels[0] = testSeclabel("selinux",
+                                        "system_u:system_r:svirt_t:s0:c10,c20",
+                                        "system_u:object_r:svirt_image_t:s0:c10,c20");
+    oldDef->seclabels[1] = testSeclabel("apparmor",
+                                        "libvirt-4a802f00-4cba-5df6-9679-a08c4c5b577f",
+                                        "libvirt-4a802f00-4cba-5df6-9679-a08c4c5b577f");
+    oldDef->seclabels[2] = testSeclabel("dac", "+64055:+64055", "+64055:+64055");
+    oldDef->seclabels[2]->relabel = true;
+
+    /* what a --xml of the user's may carry */
+    newDef->nseclabels = 1;
+    newDef->seclabels = g_new0(virSecurityLabelDef *, 1);
+    newDef->seclabels[0] = testSeclabel("selinux",
+                                        "system_u:system_r:svirt_t:s0:c30,c40",
+                                        NULL);
+
+    qemuMigrationLocalKeepSeclabels(oldDef, newDef);
+
+    if (newDef->nseclabels != oldDef->nseclabels) {
+        VIR_TEST_VERBOSE("\n%zu labels, want %zu", newDef->nseclabels,
+                         oldDef->nseclabels);
+        return -1;
+    }
+    for (i = 0; i < oldDef->nseclabels; i++) {
+        virSecurityLabelDef *a = oldDef->seclabels[i];
+        virSecurityLabelDef *b = newDef->seclabels[i];
+
+        if (a == b || STRNEQ(a->model, b->model) ||
+            STRNEQ_NULLABLE(a->label, b->label) ||
+            STRNEQ_NULLABLE(a->imagelabel, b->imagelabel) ||
+            STRNEQ_NULLABLE(a->baselabel, b->baselabel) ||
+            a->type != b->type || a->relabel != b->relabel) {
+            VIR_TEST_VERBOSE("\nlabel %zu (%s) is not the running one's: '%s'",
+                             i, a->model, NULLSTR(b->label));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+
 /* The new binary's capabilities, once per job; a binary that cannot be
  * probed is named with the cause. */
 static int
@@ -868,6 +935,8 @@ mymain(void)
                      "\"downscript\":\"no\",\"vhost\":true,"
                      "\"vhostfd\":\"vhostfd-net00\",\"id\":\"hostnet0\"}");
 
+    if (virTestRun("security labels are the domain's", testKeepSeclabels, NULL) < 0)
+        ret = -1;
     if (virTestRun("capabilities looked up", testLookupCaps,
                    "/usr/bin/qemu-system-x86_64") < 0)
         ret = -1;

@@ -1241,6 +1241,44 @@ qemuMigrationLocalNewEmulator(const char *xml)
 }
 
 
+/**
+ * qemuMigrationLocalKeepSeclabels:
+ *
+ * Give @newDef the security labels of the running @oldDef, whatever the
+ * new definition said: the new process runs with the domain's identity
+ * (DAC user, SELinux context, AppArmor profile), which every file the
+ * guest uses is labelled for and which stays reserved for the domain.
+ * Its start neither generates nor applies labels, and the stop of
+ * whichever process is discarded neither restores nor releases them
+ * (localShadow in qemu_process.c).
+ */
+void
+qemuMigrationLocalKeepSeclabels(const virDomainDef *oldDef,
+                                virDomainDef *newDef)
+{
+    size_t i;
+
+    for (i = 0; i < newDef->nseclabels; i++)
+        virSecurityLabelDefFree(newDef->seclabels[i]);
+    g_free(newDef->seclabels);
+
+    newDef->nseclabels = oldDef->nseclabels;
+    newDef->seclabels = g_new0(virSecurityLabelDef *, oldDef->nseclabels);
+    for (i = 0; i < oldDef->nseclabels; i++) {
+        const virSecurityLabelDef *src = oldDef->seclabels[i];
+        virSecurityLabelDef *dst = virSecurityLabelDefNew(src->model);
+
+        dst->label = g_strdup(src->label);
+        dst->imagelabel = g_strdup(src->imagelabel);
+        dst->baselabel = g_strdup(src->baselabel);
+        dst->type = src->type;
+        dst->relabel = src->relabel;
+        dst->implicit = src->implicit;
+        newDef->seclabels[i] = dst;
+    }
+}
+
+
 /* The definition the new process starts with: @xmlin if given (another
  * <emulator> typically), which must keep the guest ABI, or else the
  * running definition as it would be migrated. @caps is set to the
@@ -1662,6 +1700,7 @@ qemuMigrationLocalPerform(virQEMUDriver *driver,
     if (!(def = qemuMigrationLocalNewDef(driver, vm, xmlin, &newCaps)) ||
         qemuMigrationLocalCheckDevices(vm->def, def, backendTransfer) < 0)
         goto endjob;
+    qemuMigrationLocalKeepSeclabels(vm->def, def);
 
     if (backendTransfer &&
         qemuMigrationLocalSetupBackendTransfer(vm, def, newCaps, dstParams,

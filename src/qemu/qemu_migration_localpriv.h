@@ -49,6 +49,10 @@ qemuMigrationLocalCheckDevices(virDomainDef *oldDef,
                                virDomainDef *newDef,
                                bool backendTransfer);
 
+void
+qemuMigrationLocalKeepSeclabels(const virDomainDef *oldDef,
+                                virDomainDef *newDef);
+
 virQEMUCaps *
 qemuMigrationLocalLookupCaps(virQEMUDriver *driver,
                              const char *emulator);
