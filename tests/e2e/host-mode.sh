@@ -29,8 +29,6 @@
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 . "$LM_LIB_DIR/libvirt.sh"
-. "$LM_LIB_DIR/realistic.sh"
-. "$LM_LIB_DIR/daemon.sh"
 . "$LM_LIB_DIR/hostguest.sh"
 
 

@@ -8,6 +8,7 @@
 #   cleanup:   lm_defer CMD ARGS...   (run LIFO on every exit path)
 #   scratch:   lm_tmpdir              (sets LM_TMP; LM_KEEP=1 keeps it)
 #   netns:     lm_netns_create        (sets LM_NS: bridge br0 198.18.0.1/24)
+#              lm_bridge_create NAME ADDR/PREFIX (another bridge in LM_NS)
 #   checks:    lm_leftovers [--ns NS] [--match STR]... [DIR]...
 #   misc:      lm_now (epoch seconds, µs), lm_ms_since T0, lm_wait_until,
 #              lm_pid_alive / lm_pid_gone PID, lm_nsexec CMD...
@@ -187,16 +188,21 @@ lm_netns_create() {
     # No IPv6 on new links: keeps router solicitations and DAD out of the
     # way (and out of any capture) without touching the host.
     ip netns exec "$LM_NS" sh -c 'echo 1 >/proc/sys/net/ipv6/conf/default/disable_ipv6' || true
+    lm_bridge_create "$LM_BRIDGE" "$LM_BRIDGE_IP/$LM_PREFIX"
+}
+
+# lm_bridge_create NAME ADDR/PREFIX: a bridge in LM_NS with an address.
+lm_bridge_create() {
     # STP off and no forward delay: a new TAP port forwards at once.
-    ip -n "$LM_NS" link add "$LM_BRIDGE" type bridge stp_state 0 forward_delay 0
-    ip -n "$LM_NS" addr add "$LM_BRIDGE_IP/$LM_PREFIX" dev "$LM_BRIDGE"
-    ip -n "$LM_NS" link set "$LM_BRIDGE" up
+    ip -n "$LM_NS" link add "$1" type bridge stp_state 0 forward_delay 0
+    ip -n "$LM_NS" addr add "$2" dev "$1"
+    ip -n "$LM_NS" link set "$1" up
     # Short neighbour timers: an unanswered ARP is retried every 100 ms
     # instead of every second, so a blackout shows in the ping log with
     # about the ping interval's resolution rather than in whole seconds.
     ip netns exec "$LM_NS" sh -c '
-        echo 100 >/proc/sys/net/ipv4/neigh/'"$LM_BRIDGE"'/base_reachable_time_ms
-        echo 100 >/proc/sys/net/ipv4/neigh/'"$LM_BRIDGE"'/retrans_time_ms'
+        echo 100 >/proc/sys/net/ipv4/neigh/'"$1"'/base_reachable_time_ms
+        echo 100 >/proc/sys/net/ipv4/neigh/'"$1"'/retrans_time_ms'
 }
 
 # lm_netns_destroy NS: stop every process left in NS, then delete it.

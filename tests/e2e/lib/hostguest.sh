@@ -1,8 +1,8 @@
 # shellcheck shell=bash
 # The realistic guest's life under the host-mode daemons, as TAP points:
 # boot it, migrate it under ping with an optional fault mid-job, check what
-# a user checks afterwards, end it.  Source after lib/common.sh,
-# lib/libvirt.sh, lib/realistic.sh and lib/daemon.sh, once lh_start ran.
+# a user checks afterwards, end it.  Source after lib/common.sh and
+# lib/libvirt.sh; it brings lib/realistic.sh and lib/daemon.sh.
 #
 #   host_guest_setup TAG           guest image, scratch dir, namespace with
 #                                  br0 and br1, the daemons; 2 points
@@ -18,6 +18,9 @@
 #
 # Set cgroup0=$(cgroup_of "$pid") after boot_domain: after_migration checks
 # that the previous process's cgroup went away.
+
+. "$LM_LIB_DIR/realistic.sh"
+. "$LM_LIB_DIR/daemon.sh"
 
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-120}
 

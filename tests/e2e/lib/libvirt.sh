@@ -129,19 +129,17 @@ _lv_xml_escape() {
 # choose the TAP name (not vnet*: reserved by libvirt), LV_NET_XML for
 # more elements of the <interface> (e.g. <backend transfer='on'/>),
 # LV_DEVICES_XML for more devices, QEMU for the emulator binary.
-lv_domain_xml() {
-    local name serial kernel initrd cmdline emulator target=
+# lv_domain_head NAME CMDLINE: the start of the test guests' XML, up to
+# and with the opening of <devices> and the <emulator> ($QEMU).  pc machine
+# + ELF kernel: QEMU boots it through the PVH entry, the fast path under
+# TCG.  No USB: nothing the guest does not use.
+lv_domain_head() {
+    local name kernel initrd cmdline emulator
     name=$(_lv_xml_escape "$1")
-    serial=$(_lv_xml_escape "$2")
+    cmdline=$(_lv_xml_escape "$2")
     kernel=$(_lv_xml_escape "$GUEST_KERNEL")
     initrd=$(_lv_xml_escape "$GUEST_INITRD")
-    cmdline=$(_lv_xml_escape "$GUEST_CMDLINE")
     emulator=$(_lv_xml_escape "$QEMU")
-    [ -n "${LV_TAP:-}" ] && target="
-      <target dev='$(_lv_xml_escape "$LV_TAP")'/>"
-    # pc machine + ELF kernel: QEMU boots it through the PVH entry, the
-    # fast path under TCG.  No USB, no balloon, no NIC option ROM: nothing
-    # the guest does not use, so nothing to slow the boot or the migration.
     cat <<EOF
 <domain type='qemu'>
   <name>$name</name>
@@ -161,6 +159,18 @@ lv_domain_xml() {
   <devices>
     <emulator>$emulator</emulator>
     <controller type='usb' model='none'/>
+EOF
+}
+
+lv_domain_xml() {
+    local serial target=
+    serial=$(_lv_xml_escape "$2")
+    [ -n "${LV_TAP:-}" ] && target="
+      <target dev='$(_lv_xml_escape "$LV_TAP")'/>"
+    # No balloon, no NIC option ROM: nothing to slow the boot or the
+    # migration.
+    lv_domain_head "$1" "$GUEST_CMDLINE"
+    cat <<EOF
     <interface type='bridge'>
       <source bridge='$LM_BRIDGE'/>
       <mac address='${LV_MAC:-52:54:00:4c:4d:02}'/>

@@ -50,37 +50,15 @@ rg_host_path() { echo "$1"; }
 # RG_NET1_XML (more elements in each <interface>, e.g. <backend
 # transfer='on'/>), RG_DEVICES_XML (more devices), RG_CMDLINE, RG_BRIDGE2.
 rg_domain_xml() {
-    local name log disk kernel initrd cmdline emulator t0='' t1=''
-    name=$(_lv_xml_escape "$1")
+    local log disk t0='' t1=''
     log=$(_lv_xml_escape "$2")
     disk=$(_lv_xml_escape "$3")
-    kernel=$(_lv_xml_escape "$GUEST_KERNEL")
-    initrd=$(_lv_xml_escape "$GUEST_INITRD")
-    cmdline=$(_lv_xml_escape "$RG_CMDLINE")
-    emulator=$(_lv_xml_escape "$QEMU")
     [ -n "${RG_TAP0:-}" ] && t0="
       <target dev='$(_lv_xml_escape "$RG_TAP0")'/>"
     [ -n "${RG_TAP1:-}" ] && t1="
       <target dev='$(_lv_xml_escape "$RG_TAP1")'/>"
+    lv_domain_head "$1" "$RG_CMDLINE"
     cat <<EOF
-<domain type='qemu'>
-  <name>$name</name>
-  <memory unit='MiB'>$GUEST_MEM_MIB</memory>
-  <vcpu>1</vcpu>
-  <os>
-    <type arch='x86_64' machine='pc'>hvm</type>
-    <kernel>$kernel</kernel>
-    <initrd>$initrd</initrd>
-    <cmdline>$cmdline</cmdline>
-  </os>
-  <features><acpi/></features>
-  <clock offset='utc'/>
-  <on_poweroff>destroy</on_poweroff>
-  <on_reboot>destroy</on_reboot>
-  <on_crash>destroy</on_crash>
-  <devices>
-    <emulator>$emulator</emulator>
-    <controller type='usb' model='none'/>
     <disk type='file' device='disk'>
       <driver name='qemu' type='qcow2'/>
       <source file='$disk'/>
@@ -127,14 +105,7 @@ EOF
 
 # rg_bridge2_create: the second bridge (net1) in LM_NS, set up as
 # lm_netns_create sets up br0; it goes with the namespace.
-rg_bridge2_create() {
-    ip -n "$LM_NS" link add "$RG_BRIDGE2" type bridge stp_state 0 forward_delay 0
-    ip -n "$LM_NS" addr add "$RG_BRIDGE2_IP/24" dev "$RG_BRIDGE2"
-    ip -n "$LM_NS" link set "$RG_BRIDGE2" up
-    ip netns exec "$LM_NS" sh -c '
-        echo 100 >/proc/sys/net/ipv4/neigh/'"$RG_BRIDGE2"'/base_reachable_time_ms
-        echo 100 >/proc/sys/net/ipv4/neigh/'"$RG_BRIDGE2"'/retrans_time_ms'
-}
+rg_bridge2_create() { lm_bridge_create "$RG_BRIDGE2" "$RG_BRIDGE2_IP/24"; }
 
 # ---- the disk ----------------------------------------------------------------
 rg_disk_make() { "$RG_GUEST_DISK" make "$1" "${GUEST_DISK_MIB:-64}"; }
