@@ -592,6 +592,47 @@ testDstConversation(const void *opaque G_GNUC_UNUSED)
 }
 
 
+/* The lock manager's state of the leases the old process released when
+ * it stopped goes to the new process, which takes the leases with it
+ * when it resumes; a failure that swaps back gives it back. */
+static int
+testSwapLockState(const void *opaque G_GNUC_UNUSED)
+{
+    virDomainObj *vm = virDomainObjNew(driver.xmlopt);
+    virDomainObj *shadow = virDomainObjNew(driver.xmlopt);
+    const char *leases = "lease:/var/lib/libvirt/images/guest.qcow2:4";
+    int ret = -1;
+
+    if (!vm || !shadow)
+        goto cleanup;
+    QEMU_DOMAIN_PRIVATE(vm)->lockState = g_strdup(leases);
+    QEMU_DOMAIN_PRIVATE(shadow)->localShadow = true;
+
+    qemuMigrationLocalSwap(vm, shadow);
+    if (STRNEQ_NULLABLE(QEMU_DOMAIN_PRIVATE(vm)->lockState, leases) ||
+        QEMU_DOMAIN_PRIVATE(shadow)->lockState ||
+        QEMU_DOMAIN_PRIVATE(vm)->localShadow) {
+        VIR_TEST_VERBOSE("\nthe new process has lock state '%s'",
+                         NULLSTR(QEMU_DOMAIN_PRIVATE(vm)->lockState));
+        goto cleanup;
+    }
+
+    qemuMigrationLocalSwap(vm, shadow);
+    if (STRNEQ_NULLABLE(QEMU_DOMAIN_PRIVATE(vm)->lockState, leases)) {
+        VIR_TEST_VERBOSE("\nthe old process did not get its lock state back");
+        goto cleanup;
+    }
+
+    ret = 0;
+ cleanup:
+    if (vm)
+        virDomainObjEndAPI(&vm);
+    if (shadow)
+        virDomainObjEndAPI(&shadow);
+    return ret;
+}
+
+
 static virSecurityLabelDef *
 testSeclabel(const char *model,
              const char *label,
@@ -935,6 +976,8 @@ mymain(void)
                      "\"downscript\":\"no\",\"vhost\":true,"
                      "\"vhostfd\":\"vhostfd-net00\",\"id\":\"hostnet0\"}");
 
+    if (virTestRun("lease state goes to the new process", testSwapLockState, NULL) < 0)
+        ret = -1;
     if (virTestRun("security labels are the domain's", testKeepSeclabels, NULL) < 0)
         ret = -1;
     if (virTestRun("capabilities looked up", testLookupCaps,

@@ -1482,7 +1482,7 @@ qemuMigrationLocalLaunch(virQEMUDriver *driver,
 
 /* Exchange the processes of @vm and @shadow. Settings that belong to the
  * domain rather than to a process stay with @vm. */
-static void
+void
 qemuMigrationLocalSwap(virDomainObj *vm,
                        virDomainObj *shadow)
 {
@@ -1500,6 +1500,10 @@ qemuMigrationLocalSwap(virDomainObj *vm,
     procPriv->agentTimeout = domPriv->agentTimeout;
     procPriv->preMigrationState = domPriv->preMigrationState;
     procPriv->signalIOError = domPriv->signalIOError;
+    /* the lock manager's state of the leases the old process released at
+     * its stop is for the new one to take them with when it resumes, as
+     * a migration cookie carries it to another host */
+    QEMU_MIGRATION_LOCAL_SWAP(procPriv->lockState, domPriv->lockState);
     QEMU_MIGRATION_LOCAL_SWAP(procPriv->fds, domPriv->fds);
     QEMU_MIGRATION_LOCAL_SWAP(procPriv->origname, domPriv->origname);
 

@@ -50,6 +50,10 @@ qemuMigrationLocalCheckDevices(virDomainDef *oldDef,
                                bool backendTransfer);
 
 void
+qemuMigrationLocalSwap(virDomainObj *vm,
+                       virDomainObj *shadow);
+
+void
 qemuMigrationLocalKeepSeclabels(const virDomainDef *oldDef,
                                 virDomainDef *newDef);
 
