@@ -29,10 +29,22 @@ libvirt_deps=(
     augeas-tools dwarves python3-pytest
 )
 
-# reference QEMU 10.0.13 build and its firmware at run time
+# reference QEMU 10.0.13 build and its firmware at run time; the -dev
+# packages of the feature set of Debian 13's qemu-system-x86 (qemu/README.md)
 qemu_deps=(
     libglib2.0-dev libpixman-1-dev libfdt-dev libslirp-dev python3-venv
     bzip2 seabios ipxe-qemu
+    zlib1g-dev libcapstone-dev libnuma-dev libpmem-dev
+    # displays (VNC, SPICE, curses, braille), USB
+    libjpeg-dev libpng-dev libsasl2-dev libspice-server-dev
+    libspice-protocol-dev libncurses-dev libbrlapi-dev
+    libusb-1.0-0-dev libusbredirparser-dev libcacard-dev
+    # audio
+    libpipewire-0.3-dev libpulse-dev libasound2-dev libjack-jackd2-dev
+    # network, storage, crypto, migration, sandbox
+    libvdeplug-dev libbpf-dev libaio-dev liburing-dev libcap-ng-dev
+    libfuse3-dev libgnutls28-dev nettle-dev libzstd-dev
+    librdmacm-dev libibverbs-dev libseccomp-dev
 )
 
 # end-to-end tests: stock QEMU 7.2, the guest's ingredients, networking

@@ -18,14 +18,16 @@
 #                           the emulator; it finds its firmware in
 #                           firmware/ without -L (configured firmware path)
 #       firmware/           runtime firmware: symlinks to Debian 12's
-#                           seabios, ipxe-qemu and qemu-system-data files
+#                           seabios, ipxe-qemu and qemu-system-data files;
+#                           keymaps/ -> the source tree's pc-bios/keymaps
 #       qemu.env            QEMU_BIN=, QEMU_FIRMWARE_DIR= (source it)
 #
 # Reuse: nothing is unpacked or configured again while the tarballs, the
 # patches and the configure flags are unchanged, and ninja then has nothing
 # to do.  A changed series is applied to a scratch copy and only the files
 # whose content changed are rewritten, so ninja rebuilds just what depends
-# on them.  LOCALMIG_QEMU_FRESH=1 forces a fresh unpack and configure.
+# on them.  LOCALMIG_QEMU_FRESH=1 forces a fresh unpack and configure.  A
+# run that configured afresh prints how long configure and compile took.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -43,7 +45,16 @@ build="$out/build"
 fwdir="$out/firmware"
 bindir="$out/bin"
 
-# Only the features the tests and libvirt need; see platform-notes.md.
+# The x86_64 feature set of Debian 13's qemu-system-x86 (its debian/rules
+# and the configure comments of its debian/control, with the modules of
+# qemu-system-common, -modules-spice and the audio modules of -gui built
+# in), so that a VM that runs on Debian's QEMU 10.0 runs on this one; what is
+# left out and why: qemu/README.md.  Every feature is named: with
+# --without-default-features nothing depends on what else is installed, and
+# an --enable whose library is missing stops configure.  --disable-modules:
+# a modular build looks for its modules in one directory, and a 10.0 binary
+# aborts on the modules of Debian 12's 7.2 there.
+# shellcheck disable=SC2054  # the commas of --audio-drv-list are meant
 CONFIGURE_ARGS=(
     --python=/usr/bin/python3
     --prefix="$out"
@@ -52,10 +63,38 @@ CONFIGURE_ARGS=(
     --disable-install-blobs
     --target-list=x86_64-softmmu
     --without-default-features
-    --enable-tcg --enable-kvm
-    --enable-vhost-kernel --enable-vhost-net --enable-vhost-user
-    --enable-fdt=system --enable-pixman --enable-slirp
+    --disable-modules
     --disable-docs --disable-tools --disable-guest-agent --disable-containers
+    --disable-xkbcommon
+    # accelerators, host code
+    --enable-tcg --enable-kvm
+    --enable-malloc-trim --enable-stack-protector --enable-avx2 --enable-avx512bw
+    --enable-capstone --enable-fdt=system --enable-numa --enable-libpmem
+    # displays: VNC (TLS/SASL, JPEG/PNG), SPICE (qxl, spice-app,
+    # spicevmc), curses; chardev baum (brlapi); USB host/redir/smartcard
+    --enable-pixman --enable-vnc --enable-vnc-jpeg --enable-png --enable-vnc-sasl
+    --enable-spice --enable-spice-protocol --enable-gio
+    --enable-curses --enable-iconv --enable-brlapi
+    --enable-libusb --enable-usb-redir --enable-smartcard
+    # audio (Debian's list, less SDL, which is a GUI module)
+    --enable-pipewire --enable-pa --enable-alsa --enable-jack --enable-oss
+    --audio-drv-list=pipewire,pa,alsa,jack,oss
+    # networking
+    --enable-slirp --enable-slirp-smbd --enable-vde --enable-l2tpv3 --enable-bpf
+    --enable-vhost-kernel --enable-vhost-net --enable-vhost-user
+    --enable-vhost-vdpa --enable-vhost-crypto
+    # storage: AIO, virtfs, exports, the image formats built into QEMU
+    --enable-linux-aio --enable-linux-io-uring
+    --enable-virtfs --enable-attr --enable-cap-ng
+    --enable-fuse --enable-fuse-lseek
+    --enable-vhost-user-blk-server --enable-libvduse --enable-vduse-blk-export
+    --enable-bochs --enable-cloop --enable-dmg --enable-qcow1 --enable-vdi
+    --enable-vhdx --enable-vmdk --enable-vpc --enable-vvfat --enable-qed
+    --enable-parallels --enable-replication
+    # crypto, compression, migration, the rest
+    --enable-gnutls --enable-nettle --enable-zstd --enable-rdma
+    --enable-seccomp --enable-tpm --enable-keyring --enable-multiprocess
+    --enable-hv-balloon --enable-colo-proxy
 )
 
 log() { echo "qemu/build.sh: $*" >&2; }
@@ -77,7 +116,8 @@ missing_pkgs() {
 }
 
 # ---- dependencies --------------------------------------------------------
-# Build: Debian 12 packages, plus meson >= 1.5 and python3-pycotap from
+# Build: Debian 12 packages (the -dev packages of the features in
+# CONFIGURE_ARGS), plus meson >= 1.5 and python3-pycotap from
 # bookworm-backports.  Runtime firmware: seabios, ipxe-qemu, and the x86
 # option ROMs (linuxboot_dma.bin, kvmvapic.bin, pvh.bin) of Debian 12's
 # qemu-system-data, which configure cannot build without gcc-multilib.
@@ -85,7 +125,15 @@ install_deps() {
     local pkgs
     pkgs=$(missing_pkgs gcc make pkg-config ninja-build bzip2 xz-utils patch rsync \
         libglib2.0-dev libpixman-1-dev libfdt-dev libslirp-dev python3-venv \
-        dpkg-dev seabios ipxe-qemu qemu-system-data)
+        dpkg-dev seabios ipxe-qemu qemu-system-data \
+        zlib1g-dev libcapstone-dev libnuma-dev libpmem-dev \
+        libjpeg-dev libpng-dev libsasl2-dev libspice-server-dev \
+        libspice-protocol-dev libncurses-dev libbrlapi-dev \
+        libusb-1.0-0-dev libusbredirparser-dev libcacard-dev \
+        libpipewire-0.3-dev libpulse-dev libasound2-dev libjack-jackd2-dev \
+        libvdeplug-dev libbpf-dev libaio-dev liburing-dev libcap-ng-dev \
+        libfuse3-dev libgnutls28-dev nettle-dev libzstd-dev \
+        librdmacm-dev libibverbs-dev libseccomp-dev)
     if [ -n "$pkgs" ]; then
         log "installing: $pkgs"
         # shellcheck disable=SC2086
@@ -211,6 +259,10 @@ prepare_source() {
 }
 
 # ---- configure and build -------------------------------------------------
+# Set when this run configured afresh: the build time is then reported.
+fresh_t0=
+configure_t=
+
 configure_build() {
     local key
     key=$(printf '%s\n' "${CONFIGURE_ARGS[@]}" | sha256sum | cut -d' ' -f1)
@@ -219,6 +271,7 @@ configure_build() {
         return 0
     fi
     log "configuring in $build"
+    fresh_t0=$(date +%s)
     rm -rf "$build"
     mkdir -p "$build"
     # configure finds meson through --python; keep a pyenv python off PATH.
@@ -229,6 +282,7 @@ configure_build() {
         die "configure failed, see $build/configure.log"
     }
     echo "$key" >"$build/.localmig-configure.key"
+    configure_t=$(( $(date +%s) - fresh_t0 ))
 }
 
 run_ninja() {
@@ -236,6 +290,13 @@ run_ninja() {
     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
         ninja -C "$build" -j"$(nproc)" qemu-system-x86_64 >&2 ||
         die "build failed"
+    if [ -n "$fresh_t0" ]; then
+        local now
+        now=$(date +%s)
+        log "fresh build: $((now - fresh_t0)) s" \
+            "(configure $configure_t s, compile $((now - fresh_t0 - configure_t)) s," \
+            "$(nproc) cores)"
+    fi
     # Outside the build directory: there, a qemu-bundle/ next to the binary
     # would take precedence over the configured firmware path.
     mkdir -p "$bindir"
@@ -254,7 +315,11 @@ populate_firmware() {
         [ -e "$f" ] || continue
         ln -sfn "$f" "$fwdir/$(basename "$f")"
     done
-    for f in bios-256k.bin efi-virtio.rom kvmvapic.bin linuxboot_dma.bin pvh.bin; do
+    # VNC needs a keymap (-k, default en-us): QEMU 10.0's own, which it
+    # finds under keymaps/ of any firmware directory.
+    ln -sfn "$src/pc-bios/keymaps" "$fwdir/keymaps"
+    for f in bios-256k.bin efi-virtio.rom kvmvapic.bin linuxboot_dma.bin pvh.bin \
+             keymaps/en-us; do
         [ -e "$fwdir/$f" ] || die "firmware $f missing from $fwdir"
     done
 }
