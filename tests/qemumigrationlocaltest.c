@@ -592,6 +592,28 @@ testDstConversation(const void *opaque G_GNUC_UNUSED)
 }
 
 
+typedef struct {
+    const char *server;
+    const char *hostname;
+    bool here;
+} testHostNameData;
+
+static int
+testHostName(const void *opaque)
+{
+    const testHostNameData *data = opaque;
+    bool here = qemuMigrationLocalIsThisHostName(data->server, data->hostname);
+
+    if (here != data->here) {
+        VIR_TEST_VERBOSE("\n'%s' on host '%s' taken as %s",
+                         NULLSTR(data->server), NULLSTR(data->hostname),
+                         here ? "this host" : "another host");
+        return -1;
+    }
+    return 0;
+}
+
+
 /* The lock manager's state of the leases the old process released when
  * it stopped goes to the new process, which takes the leases with it
  * when it resumes; a failure that swaps back gives it back. */
@@ -830,6 +852,36 @@ mymain(void)
         hostURI = g_strdup_printf("qemu+tcp://%s/system", hostname);
         DO_TEST_URI(hostURI, NULL);
     }
+
+#define DO_TEST_HOSTNAME(srv, host, is) \
+    do { \
+        const testHostNameData data = { .server = (srv), .hostname = (host), \
+                                        .here = (is) }; \
+        if (virTestRun("host name " #srv " on " #host, testHostName, &data) < 0) \
+            ret = -1; \
+    } while (0)
+
+    DO_TEST_HOSTNAME(NULL, "vm", true);
+    DO_TEST_HOSTNAME("localhost", "vm", true);
+    DO_TEST_HOSTNAME("LocalHost.", "vm", true);
+    DO_TEST_HOSTNAME("localhost.localdomain", NULL, true);
+    DO_TEST_HOSTNAME("localhost.evil.example", "vm", false);
+    DO_TEST_HOSTNAME("127.0.0.1", "vm", true);
+    DO_TEST_HOSTNAME("127.1.2.3", "vm", true);
+    DO_TEST_HOSTNAME("::1", "vm", true);
+    DO_TEST_HOSTNAME("::ffff:127.0.0.1", "vm", true);
+    DO_TEST_HOSTNAME("192.0.2.7", "vm", false);
+    DO_TEST_HOSTNAME("2001:db8::7", "vm", false);
+    DO_TEST_HOSTNAME("vm", "vm", true);
+    DO_TEST_HOSTNAME("VM.", "vm", true);
+    DO_TEST_HOSTNAME("vm", "vm.example.org", true);
+    DO_TEST_HOSTNAME("vm.example.org.", "VM.Example.Org", true);
+    /* begins with the short name, but is another machine */
+    DO_TEST_HOSTNAME("vm.other.example", "vm", false);
+    DO_TEST_HOSTNAME("vm.other.example", "vm.example.org", false);
+    DO_TEST_HOSTNAME("vm2", "vm", false);
+    DO_TEST_HOSTNAME("v", "vm.example.org", false);
+    DO_TEST_HOSTNAME("vm", NULL, false);
 
 #define DO_TEST_DEVICES_FULL(name, dev, bt, err) \
     do { \

@@ -77,6 +77,8 @@
 
 #include <config.h>
 
+#include <arpa/inet.h>
+
 #include "qemu_migration_local.h"
 #define LIBVIRT_QEMU_MIGRATION_LOCALPRIV_H_ALLOW
 #include "qemu_migration_localpriv.h"
@@ -529,28 +531,68 @@ qemuMigrationLocalCheckParams(virDomainObj *vm,
 }
 
 
-/* Does @server name this host without asking it? */
+/* A loopback address: 127.0.0.0/8 or ::1 (IPv4-mapped included). */
 static bool
-qemuMigrationLocalIsThisHostName(const char *server)
+qemuMigrationLocalIsLoopback(const char *name)
 {
-    g_autofree char *hostname = NULL;
+    struct in_addr a4;
+    struct in6_addr a6;
+
+    if (inet_pton(AF_INET, name, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, name, &a6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&a6) ||
+               (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+    return false;
+}
+
+
+/**
+ * qemuMigrationLocalIsThisHostName:
+ * @server: the server of a destination URI (brackets of an IPv6 literal
+ *          already stripped), or NULL
+ * @hostname: this host's name, or NULL if unknown
+ *
+ * Whether @server names this host without asking it: no server, localhost,
+ * a loopback address, this host's name, or its short name when the host
+ * name is qualified ("host" for "host.example.org"). Case and a trailing
+ * dot do not matter. A name that merely begins with the short name
+ * ("host.other.example") is another machine's; so is any other address:
+ * those are asked for their host UUID.
+ */
+bool
+qemuMigrationLocalIsThisHostName(const char *server,
+                                 const char *hostname)
+{
+    g_autofree char *name = NULL;
+    g_autofree char *host = NULL;
     size_t len;
 
-    if (!server || STRPREFIX(server, "localhost"))
+    if (!server || !*server)
         return true;
 
-    if (!(hostname = virGetHostnameQuiet()))
+    name = g_strdup(server);
+    if ((len = strlen(name)) > 1 && name[len - 1] == '.')
+        name[len - 1] = '\0';
+
+    if (STRCASEEQ(name, "localhost") ||
+        STRCASEEQ(name, "localhost.localdomain") ||
+        qemuMigrationLocalIsLoopback(name))
+        return true;
+
+    if (!hostname || !*hostname)
         return false;
 
-    if (STRCASEEQ(server, hostname))
+    host = g_strdup(hostname);
+    if ((len = strlen(host)) > 1 && host[len - 1] == '.')
+        host[len - 1] = '\0';
+
+    if (STRCASEEQ(name, host))
         return true;
 
-    /* "host" for "host.example.org" and the other way round */
-    len = strcspn(hostname, ".");
-    if (STRCASEEQLEN(server, hostname, len) && server[len] == '\0')
-        return true;
-    len = strcspn(server, ".");
-    return STRCASEEQLEN(server, hostname, len) && hostname[len] == '\0';
+    len = strcspn(host, ".");
+    return host[len] == '.' && strlen(name) == len &&
+           STRCASEEQLEN(name, host, len);
 }
 
 
@@ -593,6 +635,7 @@ qemuMigrationLocalCheckURI(virDomainObj *vm,
                            const char *dconnuri)
 {
     g_autoptr(virURI) uri = NULL;
+    g_autofree char *hostname = NULL;
     unsigned char here[VIR_UUID_BUFLEN];
     unsigned char there[VIR_UUID_BUFLEN];
     int rc;
@@ -611,7 +654,8 @@ qemuMigrationLocalCheckURI(virDomainObj *vm,
         return -1;
     }
 
-    if (qemuMigrationLocalIsThisHostName(uri->server))
+    hostname = virGetHostnameQuiet();
+    if (qemuMigrationLocalIsThisHostName(uri->server, hostname))
         return 0;
 
     if (virGetHostUUID(here) < 0) {

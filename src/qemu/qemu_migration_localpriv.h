@@ -40,6 +40,10 @@ qemuMigrationLocalCheckParams(virDomainObj *vm,
                               const char *nbdURI,
                               const char *dname);
 
+bool
+qemuMigrationLocalIsThisHostName(const char *server,
+                                 const char *hostname);
+
 int
 qemuMigrationLocalCheckURI(virDomainObj *vm,
                            const char *dconnuri);
