@@ -77,8 +77,6 @@
 
 #include <config.h>
 
-#include <arpa/inet.h>
-
 #include "qemu_migration_local.h"
 #define LIBVIRT_QEMU_MIGRATION_LOCALPRIV_H_ALLOW
 #include "qemu_migration_localpriv.h"
@@ -92,6 +90,7 @@
 #include "virlog.h"
 #include "virnetdev.h"
 #include "virpidfile.h"
+#include "virsocketaddr.h"
 #include "virprocess.h"
 #include "virutil.h"
 #include "virtime.h"
@@ -535,14 +534,21 @@ qemuMigrationLocalCheckParams(virDomainObj *vm,
 static bool
 qemuMigrationLocalIsLoopback(const char *name)
 {
-    struct in_addr a4;
-    struct in6_addr a6;
+    virSocketAddr addr;
+    const struct in6_addr *a6 = &addr.data.inet6.sin6_addr;
 
-    if (inet_pton(AF_INET, name, &a4) == 1)
-        return (ntohl(a4.s_addr) >> 24) == 127;
-    if (inet_pton(AF_INET6, name, &a6) == 1)
-        return IN6_IS_ADDR_LOOPBACK(&a6) ||
-               (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+    /* a name is no address: asked quietly, before parsing it as one */
+    if (virSocketAddrNumericFamily(name) < 0 ||
+        virSocketAddrParse(&addr, name, AF_UNSPEC) < 0)
+        return false;
+
+    switch (VIR_SOCKET_ADDR_FAMILY(&addr)) {
+    case AF_INET:
+        return (ntohl(addr.data.inet4.sin_addr.s_addr) >> 24) == 127;
+    case AF_INET6:
+        return IN6_IS_ADDR_LOOPBACK(a6) ||
+               (IN6_IS_ADDR_V4MAPPED(a6) && a6->s6_addr[12] == 127);
+    }
     return false;
 }
 
