@@ -75,7 +75,8 @@ lh_virsh dumpxml --migratable "$dom" |
 migrate_job "#3 upgrade 7.2 -> reference QEMU (migrate --local --xml)" : \
     --live --local --xml "$LM_TMP/upgrade.xml" "$dom"
 after_migration "#3"
-if lh_virsh dumpxml "$dom" | grep -q "<emulator>$QEMU_REF</emulator>" &&
+domxml=$(lh_virsh dumpxml "$dom")
+if [[ "$domxml" == *"<emulator>$QEMU_REF</emulator>"* ]] &&
    [ "$(readlink "/proc/$pid1/exe")" = "$QEMU_REF" ]; then
     tap_ok "#3: the domain runs $QEMU_REF"
 else

@@ -81,9 +81,11 @@ fi
 migrate_job "#1 migrate --live --local onto the upgraded package" : \
     --live --local "$dom"
 after_migration "#1"
-if lh_virsh dumpxml "$dom" | grep -q "<emulator>$QEMU_BIN</emulator>" &&
-   lh_virsh qemu-monitor-command "$dom" '{"execute":"query-version"}' |
-       grep -q '"major":10'; then
+# captured first: grep -q in a pipe under pipefail may fail on SIGPIPE
+domxml=$(lh_virsh dumpxml "$dom")
+qver=$(lh_virsh qemu-monitor-command "$dom" '{"execute":"query-version"}')
+if [[ "$domxml" == *"<emulator>$QEMU_BIN</emulator>"* ]] &&
+   [[ "$qver" == *'"major":10'* ]]; then
     tap_ok "#1: the emulator path is unchanged and the guest runs on QEMU 10"
 else
     tap_not_ok "#1: the guest runs on the upgraded QEMU at $QEMU_BIN"
