@@ -1247,8 +1247,9 @@ qemuMigrationLocalCheckDevices(virDomainDef *oldDef,
 
 /* The capabilities of the binary the new process runs. A job looks them
  * up once: each lookup checks the cached probe and may probe the binary
- * again, which takes seconds. A failed probe leaves no error of its own
- * (libvirt only logs it), so say which binary and what the probe said. */
+ * again, which takes seconds. A failure names the binary and what the
+ * probe said (patch 0022 keeps that error; a cache may still fail
+ * without one). */
 virQEMUCaps *
 qemuMigrationLocalLookupCaps(virQEMUDriver *driver,
                              const char *emulator)
@@ -1351,9 +1352,12 @@ qemuMigrationLocalNewDef(virQEMUDriver *driver,
             return NULL;
         xmlin = xml;
         emulator = g_strdup(vm->def->emulator);
-    } else if (!(emulator = qemuMigrationLocalNewEmulator(xmlin)) &&
-               virGetLastError()) {
-        return NULL;
+    } else {
+        /* no stale error may pass for a parse failure below */
+        virResetLastError();
+        if (!(emulator = qemuMigrationLocalNewEmulator(xmlin)) &&
+            virGetLastError())
+            return NULL;
     }
 
     /* without an <emulator>, post-parse picks the default one first */
