@@ -28,14 +28,18 @@
  *              own identity: domain id, monitor socket, lib and channel
  *              dirs. Nothing exists yet; a failure simply ends the job.
  *
- *  LAUNCH      The new process starts paused with "-incoming defer". An
- *              interface that is handed over gets a netdev that waits for
- *              the TAP to arrive in the stream (owner: SOURCE); any other
- *              interface gets a new TAP on the same bridge, which belongs
- *              to the new process (newIfname). Security labels and locks
- *              are the domain's: they are neither applied nor restored.
- *              Failure: kill the new process, release only what it
- *              created (its TAPs), end the job.
+ *  LAUNCH      The new process gets its identity (id, paths, pidfile,
+ *              ports, the names of its new TAPs) with the domain locked,
+ *              and the status XML records it; then it starts paused with
+ *              "-incoming defer". An interface that is handed over gets a
+ *              netdev that waits for the TAP to arrive in the stream
+ *              (owner: SOURCE); any other interface gets a new TAP on the
+ *              same bridge, which belongs to the new process (newIfname).
+ *              Security labels and locks are the domain's: they are
+ *              neither applied nor restored. Failure: kill the new
+ *              process, release only what it created (its TAPs), end the
+ *              job. A daemon restarted in this phase finds the process by
+ *              its pidfile and a TAP by its recorded name.
  *
  *  MIGRATE     The two processes are joined by a socketpair(): the new
  *              process inherits one end at exec ("-incoming defer", then
@@ -84,7 +88,9 @@
 #include "qemu_domain.h"
 #include "qemu_migration.h"
 #include "qemu_process.h"
+#include "domain_driver.h"
 #include "viralloc.h"
+#include "vircgroup.h"
 #include "virerror.h"
 #include "virfile.h"
 #include "virlog.h"
@@ -101,269 +107,46 @@
 
 VIR_LOG_INIT("qemu.qemu_migration_local");
 
-VIR_ENUM_IMPL(qemuMigrationLocalPhase,
-              QEMU_MIGRATION_LOCAL_PHASE_LAST,
-              "prepare",
-              "launch",
-              "migrate",
-              "switchover",
-              "cleanup",
-              "rollback",
-);
+/* ------------------------------------------------------------------------
+ * Test stop points
+ *
+ * The fault tests must hit the phase they name every time. With
+ * LIBVIRT_LOCALMIG_TEST_STOP_DIR in the daemon's environment (the tests
+ * set it; nothing else does), a job that reaches point P while the file
+ * DIR/P exists creates DIR/P.reached and waits, with the locks it holds
+ * there, until DIR/P is removed (at most two minutes). Without the
+ * variable a point costs one getenv().
+ */
 
-VIR_ENUM_IMPL(qemuMigrationLocalNetOwner,
-              QEMU_MIGRATION_LOCAL_NET_OWNER_LAST,
-              "source",
-              "handover",
-              "target",
-);
-
-
-qemuMigrationLocal *
-qemuMigrationLocalNew(void)
-{
-    return g_new0(qemuMigrationLocal, 1);
-}
-
+#define QEMU_MIGRATION_LOCAL_TEST_STOP_ENV "LIBVIRT_LOCALMIG_TEST_STOP_DIR"
+#define QEMU_MIGRATION_LOCAL_TEST_STOP_MAX_MS (120 * 1000)
 
 static void
-qemuMigrationLocalNetClear(qemuMigrationLocalNet *net)
+qemuMigrationLocalTestStop(const char *point)
 {
-    g_free(net->alias);
-    g_free(net->ifname);
-    g_free(net->newIfname);
-}
+    const char *dir = getenv(QEMU_MIGRATION_LOCAL_TEST_STOP_ENV);
+    g_autofree char *armed = NULL;
+    g_autofree char *reached = NULL;
+    unsigned int waited = 0;
 
-
-static void
-qemuMigrationLocalProcessClear(qemuMigrationLocalProcess *proc)
-{
-    g_free(proc->monitor);
-    g_free(proc->libDir);
-    g_free(proc->channelTargetDir);
-    g_free(proc->emulator);
-}
-
-
-void
-qemuMigrationLocalFree(qemuMigrationLocal *local)
-{
-    size_t i;
-
-    if (!local)
+    if (!dir)
         return;
 
-    for (i = 0; i < local->nnets; i++)
-        qemuMigrationLocalNetClear(&local->nets[i]);
-    g_free(local->nets);
-    qemuMigrationLocalProcessClear(&local->source);
-    qemuMigrationLocalProcessClear(&local->target);
-    g_free(local);
-}
+    armed = g_build_filename(dir, point, NULL);
+    if (!virFileExists(armed))
+        return;
 
+    reached = g_strdup_printf("%s.reached", armed);
+    if (virFileTouch(reached, 0600) < 0)
+        return;
 
-qemuMigrationLocalNet *
-qemuMigrationLocalAddNet(qemuMigrationLocal *local,
-                         const char *alias,
-                         const char *ifname,
-                         const char *newIfname)
-{
-    qemuMigrationLocalNet *net;
-
-    VIR_EXPAND_N(local->nets, local->nnets, 1);
-    net = &local->nets[local->nnets - 1];
-    net->alias = g_strdup(alias);
-    net->ifname = g_strdup(ifname);
-    net->newIfname = g_strdup(newIfname);
-    net->owner = QEMU_MIGRATION_LOCAL_NET_OWNER_SOURCE;
-
-    return net;
-}
-
-
-qemuMigrationLocalNet *
-qemuMigrationLocalFindNet(qemuMigrationLocal *local,
-                          const char *alias)
-{
-    size_t i;
-
-    for (i = 0; i < local->nnets; i++) {
-        if (STREQ(local->nets[i].alias, alias))
-            return &local->nets[i];
+    VIR_WARN("local migration held at test point '%s'", point);
+    while (virFileExists(armed) &&
+           waited < QEMU_MIGRATION_LOCAL_TEST_STOP_MAX_MS) {
+        g_usleep(10 * 1000);
+        waited += 10;
     }
-
-    return NULL;
-}
-
-
-static void
-qemuMigrationLocalProcessFormat(virBuffer *buf,
-                                const char *element,
-                                qemuMigrationLocalProcess *proc)
-{
-    g_auto(virBuffer) attrBuf = VIR_BUFFER_INITIALIZER;
-
-    if (proc->pid > 0)
-        virBufferAsprintf(&attrBuf, " pid='%lld'", (long long) proc->pid);
-    virBufferAsprintf(&attrBuf, " id='%d'", proc->id);
-    virBufferEscapeString(&attrBuf, " monitor='%s'", proc->monitor);
-    virBufferEscapeString(&attrBuf, " libDir='%s'", proc->libDir);
-    virBufferEscapeString(&attrBuf, " channelTargetDir='%s'",
-                          proc->channelTargetDir);
-    virBufferEscapeString(&attrBuf, " emulator='%s'", proc->emulator);
-
-    virXMLFormatElement(buf, element, &attrBuf, NULL);
-}
-
-
-void
-qemuMigrationLocalFormat(virBuffer *buf,
-                         qemuMigrationLocal *local)
-{
-    g_auto(virBuffer) attrBuf = VIR_BUFFER_INITIALIZER;
-    g_auto(virBuffer) childBuf = VIR_BUFFER_INIT_CHILD(buf);
-    size_t i;
-
-    virBufferAsprintf(&attrBuf, " phase='%s'",
-                      qemuMigrationLocalPhaseTypeToString(local->phase));
-
-    if (local->source.pid > 0)
-        qemuMigrationLocalProcessFormat(&childBuf, "source", &local->source);
-    qemuMigrationLocalProcessFormat(&childBuf, "target", &local->target);
-
-    for (i = 0; i < local->nnets; i++) {
-        qemuMigrationLocalNet *net = &local->nets[i];
-
-        virBufferEscapeString(&childBuf, "<interface alias='%s'", net->alias);
-        virBufferEscapeString(&childBuf, " ifname='%s'", net->ifname);
-        virBufferEscapeString(&childBuf, " newIfname='%s'", net->newIfname);
-        virBufferAsprintf(&childBuf, " owner='%s'/>\n",
-                          qemuMigrationLocalNetOwnerTypeToString(net->owner));
-    }
-
-    virXMLFormatElement(buf, "localMigration", &attrBuf, &childBuf);
-}
-
-
-static int
-qemuMigrationLocalProcessParse(xmlNodePtr node,
-                               qemuMigrationLocalProcess *proc)
-{
-    long long value;
-
-    if (virXMLPropLongLong(node, "pid", 10, VIR_XML_PROP_NONNEGATIVE,
-                           &value, 0) < 0)
-        return -1;
-    proc->pid = value;
-
-    if (virXMLPropInt(node, "id", 10, VIR_XML_PROP_REQUIRED,
-                      &proc->id, 0) < 0)
-        return -1;
-
-    if (!(proc->monitor = virXMLPropStringRequired(node, "monitor")))
-        return -1;
-
-    proc->libDir = virXMLPropString(node, "libDir");
-    proc->channelTargetDir = virXMLPropString(node, "channelTargetDir");
-    proc->emulator = virXMLPropString(node, "emulator");
-
-    return 0;
-}
-
-
-static int
-qemuMigrationLocalNetParse(xmlNodePtr node,
-                           qemuMigrationLocal *local)
-{
-    g_autofree char *alias = NULL;
-    g_autofree char *ifname = NULL;
-    g_autofree char *newIfname = NULL;
-    qemuMigrationLocalNet *net;
-    unsigned int owner;
-
-    if (!(alias = virXMLPropStringRequired(node, "alias")))
-        return -1;
-
-    if (qemuMigrationLocalFindNet(local, alias)) {
-        virReportError(VIR_ERR_INTERNAL_ERROR,
-                       _("duplicate interface '%1$s' in local migration state"),
-                       alias);
-        return -1;
-    }
-
-    if (virXMLPropEnum(node, "owner",
-                       qemuMigrationLocalNetOwnerTypeFromString,
-                       VIR_XML_PROP_REQUIRED, &owner) < 0)
-        return -1;
-
-    ifname = virXMLPropString(node, "ifname");
-    newIfname = virXMLPropString(node, "newIfname");
-
-    net = qemuMigrationLocalAddNet(local, alias, ifname, newIfname);
-    net->owner = owner;
-
-    return 0;
-}
-
-
-/**
- * qemuMigrationLocalParse:
- * @ctxt: XPath context positioned at the job element of the status XML
- * @local: filled in with the state, or NULL when there is none
- *
- * Returns 0 on success (including when no local migration is recorded),
- * -1 on error.
- */
-int
-qemuMigrationLocalParse(xmlXPathContextPtr ctxt,
-                        qemuMigrationLocal **local)
-{
-    g_autoptr(qemuMigrationLocal) state = NULL;
-    g_autofree xmlNodePtr *nodes = NULL;
-    VIR_XPATH_NODE_AUTORESTORE(ctxt)
-    xmlNodePtr node;
-    xmlNodePtr source;
-    xmlNodePtr target;
-    unsigned int phase;
-    size_t i;
-    int n;
-
-    *local = NULL;
-
-    if (!(node = virXPathNode("./localMigration", ctxt)))
-        return 0;
-    ctxt->node = node;
-
-    state = qemuMigrationLocalNew();
-
-    if (virXMLPropEnum(node, "phase", qemuMigrationLocalPhaseTypeFromString,
-                       VIR_XML_PROP_REQUIRED, &phase) < 0)
-        return -1;
-    state->phase = phase;
-
-    if (!(target = virXPathNode("./target", ctxt))) {
-        virReportError(VIR_ERR_INTERNAL_ERROR, "%s",
-                       _("missing target process in local migration state"));
-        return -1;
-    }
-
-    if (qemuMigrationLocalProcessParse(target, &state->target) < 0)
-        return -1;
-
-    if ((source = virXPathNode("./source", ctxt)) &&
-        qemuMigrationLocalProcessParse(source, &state->source) < 0)
-        return -1;
-
-    if ((n = virXPathNodeSet("./interface", ctxt, &nodes)) < 0)
-        return -1;
-
-    for (i = 0; i < n; i++) {
-        if (qemuMigrationLocalNetParse(nodes[i], state) < 0)
-            return -1;
-    }
-
-    *local = g_steal_pointer(&state);
-    return 0;
+    VIR_WARN("local migration released from test point '%s'", point);
 }
 
 
@@ -1481,7 +1264,56 @@ qemuMigrationLocalSavesStop(virDomainObj *vm)
 }
 
 
-/* LAUNCH: start the new process paused, reading the stream from @fd. */
+/* Classic TAPs of the new process are named before it starts, so that the
+ * status XML of phase LAUNCH can name them: a daemon restarted while the
+ * process starts then knows which TAPs it may have created. */
+static int
+qemuMigrationLocalNameTaps(virDomainDef *def)
+{
+    size_t i;
+
+    for (i = 0; i < def->nnets; i++) {
+        virDomainNetDef *net = def->nets[i];
+        virDomainNetType type = virDomainNetGetActualType(net);
+
+        if (QEMU_DOMAIN_NETWORK_PRIVATE(net)->incomingFds ||
+            (type != VIR_DOMAIN_NET_TYPE_BRIDGE &&
+             type != VIR_DOMAIN_NET_TYPE_ETHERNET) ||
+            net->ifname)
+            continue;
+
+        if (virNetDevGenerateName(&net->ifname, VIR_NET_DEV_GEN_NAME_VNET) < 0)
+            return -1;
+    }
+
+    return 0;
+}
+
+
+/* LAUNCH, first half, with the domain locked: everything that gives the
+ * new process its identity (id, paths, pidfile, network ports and TAP
+ * names), so that it is in the status XML before the process exists. */
+static int
+qemuMigrationLocalLaunchPrepare(virQEMUDriver *driver,
+                                virDomainObj *shadow,
+                                unsigned int flags)
+{
+    if (qemuMigrationJobStart(shadow, VIR_ASYNC_JOB_MIGRATION_IN, flags) < 0)
+        return -1;
+
+    if (qemuProcessInit(driver, shadow, NULL, VIR_ASYNC_JOB_MIGRATION_IN,
+                        true, 0) < 0 ||
+        qemuProcessPrepareDomain(driver, shadow, 0) < 0 ||
+        qemuProcessPrepareHost(driver, shadow, 0) < 0 ||
+        qemuMigrationLocalNameTaps(shadow->def) < 0)
+        return -1;
+
+    return 0;
+}
+
+
+/* LAUNCH, second half, with only @shadow locked: start the new process
+ * paused, reading the stream from @fd. */
 static int
 qemuMigrationLocalLaunch(virQEMUDriver *driver,
                          virDomainObj *shadow,
@@ -1493,15 +1325,6 @@ qemuMigrationLocalLaunch(virQEMUDriver *driver,
     g_autoptr(virBitmap) noCaps = virBitmapNew(QEMU_MIGRATION_CAP_LAST);
     int ret = -1;
 
-    if (qemuMigrationJobStart(shadow, VIR_ASYNC_JOB_MIGRATION_IN, flags) < 0)
-        return -1;
-
-    if (qemuProcessInit(driver, shadow, NULL, VIR_ASYNC_JOB_MIGRATION_IN,
-                        true, 0) < 0 ||
-        qemuProcessPrepareDomain(driver, shadow, 0) < 0 ||
-        qemuProcessPrepareHost(driver, shadow, 0) < 0)
-        goto cleanup;
-
     if (!(incoming = qemuProcessIncomingDefNew(driver, shadow, NULL, "stdio",
                                                &fd, NULL, NULL, NULL)))
         goto cleanup;
@@ -1511,6 +1334,8 @@ qemuMigrationLocalLaunch(virQEMUDriver *driver,
                           VIR_NETDEV_VPORT_PROFILE_OP_MIGRATE_IN_START,
                           0) < 0)
         goto cleanup;
+
+    qemuMigrationLocalTestStop("launch");
 
     /* the source enables no capability that needs this side's consent */
     if (qemuMigrationParamsCheck(shadow, VIR_ASYNC_JOB_MIGRATION_IN,
@@ -1603,7 +1428,9 @@ qemuMigrationLocalRecordNets(qemuMigrationLocal *local,
     for (i = 0; i < oldDef->nnets && i < newDef->nnets; i++) {
         qemuMigrationLocalNet *net;
 
-        if (QEMU_DOMAIN_NETWORK_PRIVATE(newDef->nets[i])->incomingFds)
+        /* a macvtap gets its name only when it is created */
+        if (QEMU_DOMAIN_NETWORK_PRIVATE(newDef->nets[i])->incomingFds ||
+            !newDef->nets[i]->ifname)
             continue;
 
         if (!(net = qemuMigrationLocalFindNet(local, oldDef->nets[i]->info.alias)))
@@ -1771,6 +1598,7 @@ qemuMigrationLocalPerform(virQEMUDriver *driver,
         qemuMigrationLocalPrepareHandover(local, vm->def, def) < 0)
         goto endjob;
     qemuMigrationLocalSetPhase(vm, local, QEMU_MIGRATION_LOCAL_PHASE_PREPARE);
+    qemuMigrationLocalTestStop("prepare");
 
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0) {
         virReportSystemError(errno, "%s",
@@ -1779,8 +1607,14 @@ qemuMigrationLocalPerform(virQEMUDriver *driver,
     }
 
     /* LAUNCH */
-    if (!(shadow = qemuMigrationLocalShadowNew(driver, &def, newCaps)))
+    if (!(shadow = qemuMigrationLocalShadowNew(driver, &def, newCaps)) ||
+        qemuMigrationLocalLaunchPrepare(driver, shadow, useFlags) < 0) {
+        if (shadow)
+            qemuMigrationLocalProcessRecord(&local->target, shadow);
         goto rollback;
+    }
+    qemuMigrationLocalProcessRecord(&local->target, shadow);
+    qemuMigrationLocalRecordNets(local, vm->def, shadow->def);
     qemuMigrationLocalSetPhase(vm, local, QEMU_MIGRATION_LOCAL_PHASE_LAUNCH);
 
     virObjectUnlock(vm);
@@ -1801,6 +1635,7 @@ qemuMigrationLocalPerform(virQEMUDriver *driver,
     /* MIGRATE */
     qemuMigrationLocalSetOwner(local, QEMU_MIGRATION_LOCAL_NET_OWNER_HANDOVER);
     qemuMigrationLocalSetPhase(vm, local, QEMU_MIGRATION_LOCAL_PHASE_MIGRATE);
+    qemuMigrationLocalTestStop("migrate");
     useFlags &= ~VIR_MIGRATE_PAUSED; /* applies to the new process */
     if (qemuMigrationSrcRunLocal(driver, vm, fds[0], useFlags, resource,
                                  migParams) < 0) {
@@ -1821,6 +1656,7 @@ qemuMigrationLocalPerform(virQEMUDriver *driver,
      * handled once it runs, the old process's parameters only if it is
      * taken back (it is discarded otherwise). */
     qemuMigrationLocalSetPhase(vm, local, QEMU_MIGRATION_LOCAL_PHASE_SWITCHOVER);
+    qemuMigrationLocalTestStop("switchover");
     qemuMigrationLocalProcessRecord(&local->source, vm);
     qemuMigrationLocalSwap(vm, shadow);
     adopted = true;
@@ -1843,6 +1679,7 @@ qemuMigrationLocalPerform(virQEMUDriver *driver,
     }
 
     /* CLEANUP: the guest runs in the new process, there is no way back */
+    qemuMigrationLocalTestStop("cleanup");
     if (qemuProcessRefreshState(driver, vm, VIR_ASYNC_JOB_MIGRATION_OUT) < 0)
         VIR_WARN("cannot refresh the state of '%s' from its new process",
                  vm->def->name);
@@ -1867,6 +1704,7 @@ qemuMigrationLocalPerform(virQEMUDriver *driver,
     virErrorPreserveLast(&orig_err);
     qemuMigrationLocalSetOwner(local, QEMU_MIGRATION_LOCAL_NET_OWNER_SOURCE);
     qemuMigrationLocalSetPhase(vm, local, QEMU_MIGRATION_LOCAL_PHASE_ROLLBACK);
+    qemuMigrationLocalTestStop("rollback");
     if (shadow && !adopted)
         qemuMigrationLocalDropHandedOver(local, shadow->def);
     if (shadow && !adopted)
@@ -1914,6 +1752,89 @@ qemuMigrationLocalProcessIsAlive(qemuMigrationLocalProcess *proc)
 }
 
 
+/* The pid of the new process that a daemon killed in phase LAUNCH never
+ * recorded: the process wrote it to its pidfile when it was forked. */
+static void
+qemuMigrationLocalReadTargetPid(const char *stateDir,
+                                const char *name,
+                                qemuMigrationLocalProcess *proc)
+{
+    virDomainDef tmp = { .name = (char *) name, .id = proc->id };
+    g_autofree char *path = qemuMigrationLocalPidfilePath(stateDir, &tmp);
+    pid_t pid;
+
+    if (!path || virPidFileReadPath(path, &pid) < 0)
+        return;
+
+    VIR_DEBUG("new process of the local migration of '%s': pid %lld from %s",
+              name, (long long) pid, path);
+    proc->pid = pid;
+}
+
+
+/* The cgroup of the process a restarted daemon discards, looked up while
+ * the process still runs (its /proc entry says where it is). */
+static virCgroup *
+qemuMigrationLocalProcessCgroup(virQEMUDriver *driver,
+                                virDomainObj *vm,
+                                qemuMigrationLocalProcess *proc,
+                                char **machineName)
+{
+    g_autoptr(virQEMUDriverConfig) cfg = virQEMUDriverGetConfig(driver);
+    virCgroup *cgroup = NULL;
+
+    *machineName = NULL;
+    if (!driver->privileged || !virCgroupAvailable() || proc->pid <= 0 ||
+        proc->id == vm->def->id)
+        return NULL;
+
+    *machineName = virDomainDriverGenerateMachineName("qemu",
+                                                      driver->embeddedRoot,
+                                                      proc->id, vm->def->name,
+                                                      driver->privileged);
+    if (virCgroupNewDetectMachine(vm->def->name, "qemu", proc->pid,
+                                  cfg->cgroupControllers, *machineName,
+                                  &cgroup) < 0) {
+        VIR_WARN("cannot find the cgroup of process %lld: %s",
+                 (long long) proc->pid, virGetLastErrorMessage());
+        virResetLastError();
+        return NULL;
+    }
+
+    return cgroup;
+}
+
+
+/* The process a restarted daemon adopts ran as the destination of a
+ * hand-over, with the migration parameter on: as the source of the next
+ * migration it would send TAPs that no destination waits for. The job
+ * resets it once the process runs; the daemon that died could not. */
+static void
+qemuMigrationLocalRecoverParams(virDomainObj *vm,
+                                qemuMigrationLocal *local)
+{
+    g_autoptr(qemuMigrationParams) params = NULL;
+    const qemuMigrationLocalDialect *dialect;
+    size_t i;
+
+    for (i = 0; i < local->nnets; i++) {
+        if (!local->nets[i].newIfname)
+            break;
+    }
+    if (i == local->nnets ||
+        !(dialect = qemuMigrationLocalDialectForTarget(QEMU_DOMAIN_PRIVATE(vm)->qemuCaps)))
+        return;
+
+    params = qemuMigrationParamsNew();
+    if (qemuMigrationParamsSetBool(params, dialect->param, false) < 0 ||
+        qemuMigrationParamsApply(vm, VIR_ASYNC_JOB_NONE, params, 0) < 0) {
+        VIR_WARN("cannot reset the hand-over parameter of '%s': %s",
+                 vm->def->name, virGetLastErrorMessage());
+        virResetLastError();
+    }
+}
+
+
 /**
  * qemuMigrationLocalRecover:
  *
@@ -1936,6 +1857,9 @@ qemuMigrationLocalRecover(virQEMUDriver *driver,
     qemuMigrationLocal *local = jobPriv->local;
     qemuMigrationLocalProcess *other;
     g_autofree char *otherPidfile = NULL;
+    g_autofree bool *created = NULL;
+    g_autoptr(virCgroup) otherCgroup = NULL;
+    g_autofree char *otherMachine = NULL;
     bool adopted;
     size_t i;
 
@@ -1945,13 +1869,45 @@ qemuMigrationLocalRecover(virQEMUDriver *driver,
     adopted = local->phase == QEMU_MIGRATION_LOCAL_PHASE_CLEANUP;
     other = adopted ? &local->source : &local->target;
 
+    /* killed while the new process started: its pid is in its pidfile */
+    if (!adopted && other->pid <= 0)
+        qemuMigrationLocalReadTargetPid(cfg->stateDir, vm->def->name, other);
+
+    /* until LAUNCH ended, a TAP named in the state exists only if the new
+     * process got as far as creating it (and running its <script>) */
+    created = g_new0(bool, local->nnets);
+    for (i = 0; i < local->nnets; i++) {
+        const char *tap = adopted ? local->nets[i].ifname : local->nets[i].newIfname;
+
+        created[i] = tap &&
+            (local->phase > QEMU_MIGRATION_LOCAL_PHASE_LAUNCH ||
+             virNetDevExists(tap) == 1);
+    }
+
     VIR_INFO("interrupted local migration of '%s' in phase %s: discarding the %s process %lld",
              vm->def->name, qemuMigrationLocalPhaseTypeToString(local->phase),
              adopted ? "old" : "new", (long long) other->pid);
 
-    if (qemuMigrationLocalProcessIsAlive(other) &&
-        virProcessKillPainfully(other->pid, true) < 0)
-        VIR_WARN("cannot kill process %lld", (long long) other->pid);
+    if (qemuMigrationLocalProcessIsAlive(other)) {
+        otherCgroup = qemuMigrationLocalProcessCgroup(driver, vm, other,
+                                                      &otherMachine);
+        if (virProcessKillPainfully(other->pid, true) < 0)
+            VIR_WARN("cannot kill process %lld", (long long) other->pid);
+    }
+
+    /* what qemuProcessStop would have removed with the process */
+    if (otherCgroup) {
+        if (virCgroupTerminateMachine(otherMachine) < 0) {
+            VIR_WARN("cannot terminate machine %s: %s", otherMachine,
+                     virGetLastErrorMessage());
+            virResetLastError();
+        }
+        if (virCgroupRemove(otherCgroup) < 0) {
+            VIR_WARN("cannot remove the cgroup of process %lld: %s",
+                     (long long) other->pid, virGetLastErrorMessage());
+            virResetLastError();
+        }
+    }
 
     if (other->monitor)
         unlink(other->monitor);
@@ -1965,7 +1921,8 @@ qemuMigrationLocalRecover(virQEMUDriver *driver,
         const char *tap = adopted ? local->nets[i].ifname : local->nets[i].newIfname;
         size_t j;
 
-        if (!tap || local->nets[i].owner != QEMU_MIGRATION_LOCAL_NET_OWNER_SOURCE)
+        if (!created[i] ||
+            local->nets[i].owner != QEMU_MIGRATION_LOCAL_NET_OWNER_SOURCE)
             continue;
 
         for (j = 0; j < vm->def->nnets; j++) {
@@ -1992,6 +1949,8 @@ qemuMigrationLocalRecover(virQEMUDriver *driver,
             unlink(otherPidfile);
     }
 
+    if (adopted)
+        qemuMigrationLocalRecoverParams(vm, local);
     g_clear_pointer(&jobPriv->local, qemuMigrationLocalFree);
 
     if (!adopted)

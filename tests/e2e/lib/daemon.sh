@@ -39,6 +39,10 @@
 #     each lookup (seconds each). Guests still run TCG (<domain type='qemu'>).
 #   - The daemons' own log goes to a file (LIBVIRT_LOG_OUTPUTS), for the
 #     test's diagnostics; virtlogd and the domain logs are untouched.
+#   - With LH_TEST_STOP_DIR set, virtqemud gets it as
+#     LIBVIRT_LOCALMIG_TEST_STOP_DIR: a local migration then stops at the
+#     test points armed there (qemu_migration_local.c), so that a fault
+#     lands in the phase it names. Nothing else sets it.
 
 # The paths a -Dsystem=false build uses (prefix /usr/local).
 _LH_DIRS="/usr/local/etc/libvirt /run/libvirt /var/local/lib/libvirt
@@ -55,6 +59,7 @@ _lh_daemon() {
     lh_exec env LD_LIBRARY_PATH="$LIBVIRT_BUILDDIR/src" LIBVIRT_DIR_OVERRIDE=1 \
         LIBVIRT_LOG_OUTPUTS="${LH_LOG_OUTPUTS:-3:file:/var/local/log/libvirt/$1.log}" \
         LIBVIRT_LOG_FILTERS="${LH_LOG_FILTERS:-}" \
+        ${LH_TEST_STOP_DIR:+LIBVIRT_LOCALMIG_TEST_STOP_DIR="$LH_TEST_STOP_DIR"} \
         "$LIBVIRT_BUILDDIR/src/$1" -d -p "/run/libvirt/$1.pid" "${@:2}"
 }
 
