@@ -55,7 +55,10 @@ e2e_deps=(
     nftables
 )
 
-apt_install "${libvirt_deps[@]}" "${qemu_deps[@]}" "${e2e_deps[@]}"
+# the fuzzer of the status XML parser (tests/fuzz/): clang with libFuzzer
+fuzz_deps=(clang libclang-rt-14-dev)
+
+apt_install "${libvirt_deps[@]}" "${qemu_deps[@]}" "${e2e_deps[@]}" "${fuzz_deps[@]}"
 
 # QEMU 10.0 needs meson >= 1.5; libvirt builds with it as well, so one
 # meson serves both.
