@@ -1312,6 +1312,30 @@ qemuMigrationLocalLaunchPrepare(virQEMUDriver *driver,
 }
 
 
+/**
+ * qemuMigrationLocalMonitorEOFIsStale:
+ *
+ * Whether an EOF on @mon, seen on @vm (locked), is not the domain's own.
+ * A local migration replaces the domain's monitor: the EOF of a monitor
+ * the domain no longer uses, or of the new process's while the domain
+ * adopts it (the job sees that failure itself and takes the old process
+ * back), must not stop the guest: the handler runs once the domain holds
+ * the old process again, and would kill it.
+ */
+bool
+qemuMigrationLocalMonitorEOFIsStale(virDomainObj *vm,
+                                    qemuMonitor *mon)
+{
+    qemuDomainJobPrivate *jobPriv = vm->job->privateData;
+
+    if (vm->job->asyncJob != VIR_ASYNC_JOB_MIGRATION_OUT ||
+        !jobPriv || !jobPriv->local)
+        return false;
+
+    return jobPriv->local->adopting || QEMU_DOMAIN_PRIVATE(vm)->mon != mon;
+}
+
+
 /* LAUNCH, second half, with only @shadow locked: start the new process
  * paused, reading the stream from @fd. */
 static int
@@ -1658,6 +1682,7 @@ qemuMigrationLocalPerform(virQEMUDriver *driver,
     qemuMigrationLocalSetPhase(vm, local, QEMU_MIGRATION_LOCAL_PHASE_SWITCHOVER);
     qemuMigrationLocalTestStop("switchover");
     qemuMigrationLocalProcessRecord(&local->source, vm);
+    local->adopting = true;
     qemuMigrationLocalSwap(vm, shadow);
     adopted = true;
     qemuMigrationLocalSetOwner(local, QEMU_MIGRATION_LOCAL_NET_OWNER_TARGET);
@@ -1674,11 +1699,13 @@ qemuMigrationLocalPerform(virQEMUDriver *driver,
                                NULL, true) < 0)
             VIR_WARN("cannot reconnect to the old process of '%s'",
                      vm->def->name);
+        local->adopting = false;
         virErrorRestore(&orig_err);
         goto rollback;
     }
 
     /* CLEANUP: the guest runs in the new process, there is no way back */
+    local->adopting = false;
     qemuMigrationLocalTestStop("cleanup");
     if (qemuProcessRefreshState(driver, vm, VIR_ASYNC_JOB_MIGRATION_OUT) < 0)
         VIR_WARN("cannot refresh the state of '%s' from its new process",

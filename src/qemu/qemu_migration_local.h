@@ -26,6 +26,7 @@
 #include "virjson.h"
 #include "virxml.h"
 #include "qemu_migration_params.h"
+#include "qemu_monitor.h"
 #include "qemu_migration_local_state.h"
 
 int
@@ -65,3 +66,7 @@ qemuMigrationLocalShadowEvent(virDomainObj *vm,
 
 bool
 qemuMigrationLocalSavesStop(virDomainObj *vm);
+
+bool
+qemuMigrationLocalMonitorEOFIsStale(virDomainObj *vm,
+                                    qemuMonitor *mon);

@@ -72,6 +72,8 @@ struct _qemuMigrationLocal {
     qemuMigrationLocalProcess target;
     size_t nnets;
     qemuMigrationLocalNet *nets;
+    bool adopting; /* the domain is moving to the new process and back if
+                    * that fails; not in the XML (a restart ends it) */
 };
 
 qemuMigrationLocal *
