@@ -1161,7 +1161,8 @@ qemuMigrationLocalNewDef(virQEMUDriver *driver,
         return NULL;
     }
 
-    if (xml == NULL && !qemuDomainCheckABIStability(driver, vm, def))
+    /* another binary may run the domain, but not other devices */
+    if (!qemuDomainCheckABIStability(driver, vm, def))
         return NULL;
 
     *caps = g_steal_pointer(&newCaps);
