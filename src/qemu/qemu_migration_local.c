@@ -88,6 +88,7 @@
 #include "qemu_domain.h"
 #include "qemu_migration.h"
 #include "qemu_process.h"
+#include "domain_cgroup.h"
 #include "domain_driver.h"
 #include "viralloc.h"
 #include "vircgroup.h"
@@ -1924,17 +1925,10 @@ qemuMigrationLocalRecover(virQEMUDriver *driver,
     }
 
     /* what qemuProcessStop would have removed with the process */
-    if (otherCgroup) {
-        if (virCgroupTerminateMachine(otherMachine) < 0) {
-            VIR_WARN("cannot terminate machine %s: %s", otherMachine,
-                     virGetLastErrorMessage());
-            virResetLastError();
-        }
-        if (virCgroupRemove(otherCgroup) < 0) {
-            VIR_WARN("cannot remove the cgroup of process %lld: %s",
-                     (long long) other->pid, virGetLastErrorMessage());
-            virResetLastError();
-        }
+    if (virDomainCgroupRemoveCgroup(vm, otherCgroup, otherMachine) < 0) {
+        VIR_WARN("cannot remove the cgroup of process %lld: %s",
+                 (long long) other->pid, virGetLastErrorMessage());
+        virResetLastError();
     }
 
     if (other->monitor)
