@@ -32,13 +32,8 @@ QEMU_REF=$(. "$QEMU_ENV" && echo "$QEMU_BIN")
 tap_plan $((2 + 4 + 4 + 2 + 2 + 1 + ABORTS + 2 + 2 + 5 + 1))
 
 host_guest_setup conc
-LH_TEST_STOP_DIR=$LM_TMP/stop
-mkdir -p "$LH_TEST_STOP_DIR"
-lh_virtqemud_kill && lh_virtqemud_start || tap_bail "virtqemud did not start again"
+lh_points_enable || tap_bail "virtqemud did not start again"
 
-arm() { : >"$LH_TEST_STOP_DIR/$1"; }
-release() { rm -f "$LH_TEST_STOP_DIR"/*; }
-reached() { lm_wait_until 60 test -e "$LH_TEST_STOP_DIR/$1.reached"; }
 
 IP_A=$GUEST_IP IP2_A=$GUEST_IP2
 IP_B=198.18.0.3 IP2_B=198.18.1.3
@@ -85,9 +80,9 @@ fi
 
 # ---- a second job of the same domain -----------------------------------------
 pa=$(lh_qemu_pid "$domA")
-arm launch
+lh_point_arm launch
 lh_virsh migrate --live --local "$domA" >"$LM_TMP/a.out" 2>&1 & ja=$!
-reached launch || tap_diag "the first job did not reach launch"
+lh_point_reached launch || tap_diag "the first job did not reach launch"
 t0=$(lm_now)
 if out=$(lh_virsh migrate --live --local "$domA" 2>&1); then
     tap_not_ok "a second migrate --local of A while its first runs is refused"
@@ -97,7 +92,7 @@ else
     tap_not_ok "a second migrate --local of A is refused naming the running job"
     tap_diag "$out"
 fi
-release
+lh_points_release
 ra=0
 wait "$ja" || ra=$?
 if [ "$ra" = 0 ] && runs_once "$domA" "$IP_A" "$IP2_A" && [ "$(lh_qemu_pid "$domA")" != "$pa" ]; then
@@ -112,12 +107,12 @@ lh_virsh dumpxml --inactive "$domB" |
     sed -e "s|<name>.*</name>|<name>lm-conc-c-$$</name>|" -e '/<uuid>/d' \
         -e "/<mac address/d" >"$LM_TMP/c.xml"
 pa=$(lh_qemu_pid "$domA")
-arm launch
+lh_point_arm launch
 lh_virsh migrate --live --local-backend-transfer "$domA" >"$LM_TMP/a.out" 2>&1 & ja=$!
-reached launch || tap_diag "the job did not reach launch"
+lh_point_reached launch || tap_diag "the job did not reach launch"
 rc=0
 out=$(lh_virsh "define $LM_TMP/c.xml; undefine lm-conc-c-$$" 2>&1) || rc=$?
-release
+lh_points_release
 ra=0
 wait "$ja" || ra=$?
 if [ "$rc" = 0 ] && [ "$ra" = 0 ] && runs_once "$domA" "$IP_A" "$IP2_A" &&
@@ -160,12 +155,12 @@ tap_diag "aborts: $aborted aborted, $completed completed before the abort"
 
 # ---- destroy racing the switchover ----------------------------------------------
 taps=$(lh_virsh domiflist "$domA" | awk 'NF { print $1 }' | tr '\n' ' ')
-arm switchover
+lh_point_arm switchover
 lh_virsh migrate --live --local-backend-transfer "$domA" >"$LM_TMP/a.out" 2>&1 & ja=$!
-reached switchover || tap_diag "the job did not reach switchover"
+lh_point_reached switchover || tap_diag "the job did not reach switchover"
 lh_virsh destroy "$domA" >"$LM_TMP/destroy.out" 2>&1 & jd=$!
 sleep 0.5
-release
+lh_points_release
 wait "$ja" || :
 rd=0
 wait "$jd" || rd=$?

@@ -69,10 +69,7 @@ fi
 tap_plan $((2 + 4 + 4 * ${#CASES[@]} + 2 + 5 + 1))
 
 host_guest_setup faults
-# the daemon is started again with the test points' directory
-LH_TEST_STOP_DIR=$LM_TMP/stop
-mkdir -p "$LH_TEST_STOP_DIR"
-lh_virtqemud_kill && lh_virtqemud_start || tap_bail "virtqemud did not start again"
+lh_points_enable || tap_bail "virtqemud did not start again"
 
 # net2's scripts log "up TAP" / "down TAP"
 scripts=$LM_TMP/ifscripts.log
@@ -94,9 +91,6 @@ RG_DEVICES_XML="    <interface type='ethernet'>
     boot_domain "lm-fault-$$" "$QEMU_REF"
 
 # ---- helpers -----------------------------------------------------------------
-arm() { : >"$LH_TEST_STOP_DIR/$1"; }
-release() { rm -f "$LH_TEST_STOP_DIR"/*; }
-reached() { lm_wait_until 60 test -e "$LH_TEST_STOP_DIR/$1.reached"; }
 
 # the point armed for POINT: the next one with FM_MISPLACE=1
 armed_point() {
@@ -178,19 +172,19 @@ fault_case() {
     pid0=$(lh_qemu_pid "$dom")
     npid=""
     abort_pid="" destroy_pid=""
-    release
+    lh_points_release
     if [ "$point" = stream ]; then
         bw=(--bandwidth "$STREAM_BANDWIDTH")
     else
         armed=$(armed_point "$point")
-        arm "$armed"
+        lh_point_arm "$armed"
     fi
     lh_virsh migrate --live "$flag" "${bw[@]}" "$dom" >"$LM_TMP/job.out" 2>&1 &
     local jp=$!
     if [ "$point" = stream ]; then
         lm_wait_until 60 stream_flowing && hit=1
     else
-        reached "$armed" && hit=1
+        lh_point_reached "$armed" && hit=1
     fi
     npid=$(qemu_of_dom "$dom" | grep -vx "$pid0" | head -n1 || :)
     if [ "$hit" = 1 ] && evidence "$point" && "$fault"; then
@@ -201,7 +195,7 @@ fault_case() {
             "$(cat "$LM_TMP/job.out")"
         [ "$hit" = 0 ] || "$fault" || :
     fi
-    release
+    lh_points_release
     [ "$fault" != daemon_kill ] || daemon_back || tap_diag "virtqemud did not start again"
     lm_wait_until 120 lm_pid_gone "$jp" || kill "$jp" 2>/dev/null || :
     wait "$jp" 2>/dev/null || :

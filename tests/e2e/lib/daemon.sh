@@ -18,6 +18,11 @@
 #   lh_virtqemud_start   start virtqemud (again)
 #   lh_lockd_enable      lock_manager = "lockd", with virtlockd
 #   lh_stop              stop both (run by the cleanup)
+#   lh_points_enable     virtqemud restarted with the test stop points'
+#                        directory (LH_TEST_STOP_DIR)
+#   lh_point_arm P | lh_point_reached P | lh_points_release
+#                        arm test point P, wait until a job waits at it,
+#                        let every job go on
 #
 # What is libvirt's default and what is not:
 #   - qemu.conf, virtqemud.conf and virtlogd.conf are the files the build
@@ -170,6 +175,16 @@ lh_lockd_enable() {
     lm_wait_until 10 test -S "$LH_RUN/virtlockd-sock" || return 1
     lh_virtqemud_start
 }
+
+lh_points_enable() {
+    LH_TEST_STOP_DIR=$LM_TMP/stop
+    mkdir -p "$LH_TEST_STOP_DIR"
+    lh_virtqemud_kill && lh_virtqemud_start
+}
+
+lh_point_arm() { : >"$LH_TEST_STOP_DIR/$1"; }
+lh_point_reached() { lm_wait_until 60 test -e "$LH_TEST_STOP_DIR/$1.reached"; }
+lh_points_release() { rm -f "$LH_TEST_STOP_DIR"/*; }
 
 lh_stop() {
     local d pid
