@@ -50,11 +50,17 @@ CASES=(
     "virtqemud killed|classic|cleanup|daemon_kill|new"
     "new QEMU killed|bt|launch|new_kill|old"
     "new QEMU killed|classic|stream|new_kill|old"
+    "new QEMU killed|classic|migrate|new_kill|old"
     "new QEMU killed|bt|switchover|new_kill|old"
+    "new QEMU killed|classic|cleanup|new_kill|none"
     "old QEMU killed|classic|cleanup|old_kill|new"
     "old QEMU killed|bt|stream|old_kill|none"
+    "domjobabort|bt|prepare|job_abort|old"
     "domjobabort|classic|launch|job_abort|old"
+    "domjobabort|bt|migrate|job_abort|old"
     "domjobabort|bt|stream|job_abort|old"
+    "guest powered off|classic|migrate|guest_poweroff|none"
+    "guest powered off|bt|stream|guest_poweroff|none"
     "virtlogd restarted|bt|stream|logd_restart|new"
     "virsh destroy|classic|stream|dom_destroy|none"
 )
@@ -148,6 +154,8 @@ new_kill() { [ -n "$npid" ] && kill -KILL "$npid"; }
 old_kill() { kill -KILL "$pid0"; }
 job_abort() { lh_virsh domjobabort "$dom" >"$LM_TMP/abort.out" 2>&1 & abort_pid=$!; }
 logd_restart() { lh_virtlogd_restart; }
+# the guest shuts itself down, asked on its pty (lib/realistic.sh)
+guest_poweroff() { rg_guest_poweroff "$pty0"; }
 dom_destroy() { lh_virsh destroy "$dom" >/dev/null 2>&1 & destroy_pid=$!; }
 
 qemus_at_most() { [ "$(qemu_of_dom "$dom" | wc -l)" -le "$1" ]; }
@@ -167,9 +175,10 @@ boot_again() {
 # process the guest must run on afterwards: old, new or none. 4 points.
 fault_case() {
     local label="$1 in $3 ($2)" mode=$2 point=$3 fault=$4 expect=$5
-    local flag=--local bw=() armed hit=0 want run nqemu out taps t h bad=""
+    local flag=--local bw=() armed hit=0 want run nqemu out taps t h ph bad=""
     [ "$mode" = bt ] && flag=--local-backend-transfer
     pid0=$(lh_qemu_pid "$dom")
+    pty0=$(rg_pty_of "$dom")
     npid=""
     abort_pid="" destroy_pid=""
     lh_points_release
@@ -187,8 +196,9 @@ fault_case() {
         lh_point_reached "$armed" && hit=1
     fi
     npid=$(qemu_of_dom "$dom" | grep -vx "$pid0" | head -n1 || :)
+    ph=$(status_phase)
     if [ "$hit" = 1 ] && evidence "$point" && "$fault"; then
-        tap_ok "$label: the job held in $point (status: $(status_phase)), fault injected (old QEMU $pid0, new ${npid:-none yet})"
+        tap_ok "$label: the job held in $point (status: $ph), fault injected (old QEMU $pid0, new ${npid:-none yet})"
     else
         tap_not_ok "$label: the job held in $point and the fault was injected"
         tap_diag "held: $hit, status phase: $(status_phase), new QEMU: ${npid:-none}" \

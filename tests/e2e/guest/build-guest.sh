@@ -32,11 +32,14 @@ FAIL_MARKER=LOCALMIG-GUEST-FAILED
 # its device is there, so the one-NIC guest above behaves as before:
 #   eth1 (a second virtio NIC): 198.18.1.2/24, or localmig.ip2=ADDR/PREFIX;
 #   localmig.tick=TTY: "LOCALMIG-TICK n" to /dev/TTY every 0.5 s, so a
-#     console attached to that serial port sees the guest alive;
+#     console attached to that serial port sees the guest alive; a line
+#     "LOCALMIG-POWEROFF" typed there powers the guest off (ACPI);
 #   /dev/vda (virtio-blk): the disk writer, see disk_writer in /init.
 GUEST_IP2=198.18.1.2
 GUEST_PREFIX2=24
 TICK_MARKER=LOCALMIG-TICK
+# a line with it typed on the tick port powers the guest off from inside
+POWEROFF_COMMAND=LOCALMIG-POWEROFF
 DISK_START_MARKER=LOCALMIG-DISK-START
 DISK_ACK_MARKER=LOCALMIG-DISK-ACK
 DISK_ERROR_MARKER=LOCALMIG-DISK-ERROR
@@ -246,6 +249,15 @@ if [ -n "\$tick" ]; then
     (exec >"/dev/\$tick" 2>&1
      i=0
      while :; do i=\$((i + 1)); echo "$TICK_MARKER \$i"; sleep 0.5; done) &
+    # the guest shutting itself down, when a test asks on that port
+    (exec <"/dev/\$tick"
+     while read -r line; do
+         case "\$line" in
+             *$POWEROFF_COMMAND*)
+                 echo "$POWEROFF_COMMAND: powering off" >/dev/console
+                 sync; poweroff -f ;;
+         esac
+     done) &
 fi
 [ -z "\$slots" ] || disk_writer "\$slots" >/dev/console 2>&1 &
 idle
@@ -276,6 +288,7 @@ mv -f "$work/initramfs.cpio.gz" "$cache/initramfs.cpio.gz"
     printf 'GUEST_IP2=%q\n' "$GUEST_IP2"
     printf 'GUEST_PREFIX2=%q\n' "$GUEST_PREFIX2"
     printf 'GUEST_TICK_MARKER=%q\n' "$TICK_MARKER"
+    printf 'GUEST_POWEROFF_COMMAND=%q\n' "$POWEROFF_COMMAND"
     printf 'GUEST_DISK_MIB=%q\n' "$GUEST_DISK_MIB"
     printf 'GUEST_DISK_SLOTS=%q\n' "$GUEST_DISK_SLOTS"
     printf 'GUEST_DISK_REC_SIZE=%q\n' "$DISK_REC_SIZE"

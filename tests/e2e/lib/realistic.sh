@@ -13,6 +13,10 @@
 #                                     within S s (default 10)
 #   rg_vnc_answers DOM                the VNC server greets with RFB (from LM_NS)
 #   rg_agent_socket DOM               the guest-agent channel's socket exists
+#   rg_pty_of DOM                     the pty of the guest's serial 0
+#   rg_guest_poweroff PTY             the guest powers itself off (ACPI), as
+#                                     asked on PTY (rg_pty_of, read before:
+#                                     virsh may wait for a job's locks)
 #   rg_devices_snapshot [--no-tap] DOM  domblklist + domiflist, to compare
 #   rg_qemu_user PID                  the user a QEMU process runs as
 #   rg_pinged_both CMD...             CMD while both addresses are pinged
@@ -106,6 +110,17 @@ EOF
 # rg_bridge2_create: the second bridge (net1) in LM_NS, set up as
 # lm_netns_create sets up br0; it goes with the namespace.
 rg_bridge2_create() { lm_bridge_create "$RG_BRIDGE2" "$RG_BRIDGE2_IP/24"; }
+
+# ---- the guest's own shutdown -----------------------------------------------
+rg_pty_of() {
+    rg_virsh dumpxml "$1" | sed -n "s|.*<source path='\(/dev/pts/[0-9]*\)'.*|\1|p" | head -n1
+}
+
+# QEMU reads a pty only while it sees a client on it, and looks once a
+# second: the command is typed with the pty held open around it.
+rg_guest_poweroff() {
+    { sleep 1.5; printf '%s\n' "$GUEST_POWEROFF_COMMAND"; sleep 1.5; } >"$1"
+}
 
 # ---- the disk ----------------------------------------------------------------
 rg_disk_make() { "$RG_GUEST_DISK" make "$1" "${GUEST_DISK_MIB:-64}"; }
