@@ -59,6 +59,8 @@ CASES=(
     "domjobabort|classic|launch|job_abort|old"
     "domjobabort|bt|migrate|job_abort|old"
     "domjobabort|bt|stream|job_abort|old"
+    "domjobabort|classic|switchover|job_abort|new"
+    "domjobabort|bt|cleanup|job_abort|new"
     "guest powered off|classic|migrate|guest_poweroff|none"
     "guest powered off|bt|stream|guest_poweroff|none"
     "virtlogd restarted|bt|stream|logd_restart|new"
