@@ -178,12 +178,8 @@ for t in $taps; do ip -n "$LM_NS" link show dev "$t" >/dev/null 2>&1 && left+=" 
 left+=$(ls -d "$LH_RUN/qemu/$domA"*.pid "$LH_LIB/qemu/domain-"*"$domA" 2>/dev/null | tr '\n' ' ' || :)
 tap_expect "A's TAPs ($taps), pidfile and per-process dirs are gone" "" "$left"
 
-if out=$(rg_disk_verify "$diskA" "$logA" 2>&1); then
-    tap_ok "$domA: every acknowledged write is in the image: $out"
-else
-    tap_not_ok "$domA: every acknowledged write is in the image"
-    tap_diag "$out"
-fi
+dom=$domA disk=$diskA log=$logA
+disk_intact
 tap_check "$domA: undefine" lh_virsh undefine "$domA" || :
 
 dom=$domB disk=$diskB log=$logB

@@ -14,6 +14,8 @@
 #   after_migration LABEL          11 points
 #   end_domain                     destroy, owner restored, disk verified,
 #                                  undefine, nothing left; 5 points
+#   disk_intact                    every acknowledged write is in the disk;
+#                                  1 point
 #   lease_holders                  virtlockd's write locks on the disk
 #
 # Set cgroup0=$(cgroup_of "$pid") after boot_domain: after_migration checks
@@ -230,6 +232,17 @@ after_migration() {
 
 acks_grew() { [ "$(rg_disk_last_ack "$log")" -gt "$acks0" ]; }
 
+# disk_intact: every write the guest acknowledged is in $disk (1 point)
+disk_intact() {
+    local out
+    if out=$(rg_disk_verify "$disk" "$log" 2>&1); then
+        tap_ok "$dom: every acknowledged write is in the image: $out"
+    else
+        tap_not_ok "$dom: every acknowledged write is in the image"
+        tap_diag "$out"
+    fi
+}
+
 # end_domain: destroy; the disk's owner is restored, every acknowledged
 # write is in the image, qemu-img check is clean.
 end_domain() {
@@ -239,12 +252,7 @@ end_domain() {
     [ -z "$pid" ] || lm_wait_until 10 lm_pid_gone "$pid" || :
     tap_expect "$dom: the disk's owner is restored at the final stop" \
         root "$(owner_of "$disk")"
-    if out=$(rg_disk_verify "$disk" "$log" 2>&1); then
-        tap_ok "$dom: every acknowledged write is in the image: $out"
-    else
-        tap_not_ok "$dom: every acknowledged write is in the image"
-        tap_diag "$out"
-    fi
+    disk_intact
     tap_check "$dom: undefine" lh_virsh undefine "$dom" || :
     if [ -z "$(ls "$LH_RUN/qemu/$dom"*.pid 2>/dev/null)" ] &&
        [ -z "$(ls -d "$LH_LIB/qemu/domain-"* 2>/dev/null)" ] &&
