@@ -246,7 +246,6 @@ disk_intact() {
 # end_domain: destroy; the disk's owner is restored, every acknowledged
 # write is in the image, qemu-img check is clean.
 end_domain() {
-    local out
     pid=$(lh_qemu_pid "$dom" || :)
     tap_check "$dom: destroy" lh_virsh destroy "$dom" || :
     [ -z "$pid" ] || lm_wait_until 10 lm_pid_gone "$pid" || :
