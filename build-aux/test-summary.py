@@ -11,6 +11,10 @@
 # A libvirt test program counts once, by its meson result. A TAP program of
 # ours counts each test point it printed; one that died before printing a
 # point (or printed fewer than its plan) counts the missing ones as failed.
+#
+# On standard error, each failed program's name, and for a TAP program its
+# "not ok" lines with the diagnostics after them: CI shows only the end of
+# its log, and this is what says what failed.
 
 import json
 import re
@@ -21,6 +25,24 @@ SKIP = {"SKIP"}
 
 TAP_LINE = re.compile(r"^(not ok|ok)\b(.*)$")
 TAP_PLAN = re.compile(r"^1\.\.(\d+)")
+# at most this many diagnostic lines after one "not ok"
+DIAG_LINES = 6
+
+
+def failed_points(entry):
+    """The "not ok" lines of a TAP output, each with its first diagnostics."""
+    out = []
+    diag = None
+    for line in (entry.get("stdout") or "").splitlines():
+        if line.startswith("not ok"):
+            out.append(line)
+            diag = 0
+        elif diag is not None and line.startswith("#") and diag < DIAG_LINES:
+            out.append(line)
+            diag += 1
+        elif TAP_LINE.match(line):
+            diag = None
+    return out
 
 
 def count_tap(entry):
@@ -75,6 +97,9 @@ def main(args):
                     p, f, s = 0, 1, 0
                 if f:
                     print("FAILED: %s" % entry["name"], file=sys.stderr)
+                    if protocol == "--tap":
+                        for line in failed_points(entry):
+                            print("  " + line[:300], file=sys.stderr)
                 passed += p
                 failed += f
                 skipped += s

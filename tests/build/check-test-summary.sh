@@ -16,7 +16,7 @@ entry() {   # NAME RESULT STDOUT
     python3 -c 'import json, sys; print(json.dumps({"name": sys.argv[1], "result": sys.argv[2], "stdout": sys.argv[3]}))' "$@"
 }
 
-tap_plan 7
+tap_plan 8
 
 {
     entry virbuftest OK ""
@@ -34,6 +34,11 @@ rc=$?
 tap_expect "programs count by result, TAP points one by one" \
     "3 passed, 2 failed, 2 skipped" "$out"
 tap_expect "any failure makes the exit status non-zero" 1 "$rc"
+
+entry e2e ERROR $'1..3\nok 1 - a\nnot ok 2 - b\n# why b\nok 3 - c\n# not this' >"$scratch/why.json"
+tap_expect "stderr names each failed point with its diagnostics, nothing else" \
+    "$(printf 'FAILED: e2e\n  not ok 2 - b\n  # why b')" \
+    "$(python3 "$top/build-aux/test-summary.py" --tap "$scratch/why.json" 2>&1 >/dev/null)"
 
 entry short FAIL $'1..4\nok 1 - a\nok 2 - b' >"$scratch/short.json"
 tap_expect "points missing from the plan count as failed" "2 passed, 2 failed, 0 skipped" \
