@@ -88,6 +88,7 @@
 #include "qemu_domain.h"
 #include "qemu_migration.h"
 #include "qemu_process.h"
+#include "datatypes.h"
 #include "domain_cgroup.h"
 #include "domain_driver.h"
 #include "viralloc.h"
@@ -1445,6 +1446,19 @@ qemuMigrationLocalAttach(virQEMUDriver *driver,
 
 
 static void
+qemuMigrationLocalRecordPort(qemuMigrationLocalPort *port,
+                             virDomainNetDef *net)
+{
+    if (net->type == VIR_DOMAIN_NET_TYPE_NETWORK)
+        qemuMigrationLocalPortSet(port, net->data.network.name,
+                                  net->data.network.portid);
+}
+
+
+/* Each interface that gets a TAP of its own in the new process, with the
+ * network ports on both sides: what a restarted daemon needs to discard
+ * either process. */
+static void
 qemuMigrationLocalRecordNets(qemuMigrationLocal *local,
                              virDomainDef *oldDef,
                              virDomainDef *newDef)
@@ -1464,6 +1478,8 @@ qemuMigrationLocalRecordNets(qemuMigrationLocal *local,
                                            oldDef->nets[i]->ifname, NULL);
         g_free(net->newIfname);
         net->newIfname = g_strdup(newDef->nets[i]->ifname);
+        qemuMigrationLocalRecordPort(&net->port, oldDef->nets[i]);
+        qemuMigrationLocalRecordPort(&net->newPort, newDef->nets[i]);
     }
 }
 
@@ -1864,13 +1880,39 @@ qemuMigrationLocalRecoverParams(virDomainObj *vm,
 }
 
 
+/* Give a discarded process's port back to its network, as its stop
+ * would have. Failing leaves a stale port, not a broken domain. */
+static void
+qemuMigrationLocalReleasePort(qemuMigrationLocalPort *port)
+{
+    g_autoptr(virConnect) conn = NULL;
+    g_autoptr(virNetwork) net = NULL;
+    g_autoptr(virNetworkPort) netPort = NULL;
+
+    if (!port->network)
+        return;
+
+    if (!(conn = virGetConnectNetwork()) ||
+        !(net = virNetworkLookupByName(conn, port->network)) ||
+        !(netPort = virNetworkPortLookupByUUIDString(net, port->id)) ||
+        virNetworkPortDelete(netPort, 0) < 0) {
+        VIR_WARN("cannot release port %s of network %s: %s",
+                 port->id, port->network, virGetLastErrorMessage());
+        virResetLastError();
+        return;
+    }
+
+    VIR_INFO("released port %s of network %s", port->id, port->network);
+}
+
+
 /**
  * qemuMigrationLocalRecover:
  *
  * Called when a restarted daemon finds @vm with the outgoing migration
  * @job. For a local migration it discards the process that is not the
  * domain's (the new one before switchover, the old one after) together
- * with its TAPs' <downscript>.
+ * with its TAPs' <downscript> and its network ports.
  *
  * Returns 1 if the domain already runs on its new process and nothing is
  * left to recover, 0 if the usual recovery of an interrupted outgoing
@@ -1954,6 +1996,13 @@ qemuMigrationLocalRecover(virQEMUDriver *driver,
                 net->downscript)
                 ignore_value(virNetDevRunEthernetScript(tap, net->downscript));
         }
+    }
+
+    /* and its own network ports (a handed-over TAP keeps its one) */
+    for (i = 0; i < local->nnets; i++) {
+        if (local->nets[i].newIfname)
+            qemuMigrationLocalReleasePort(adopted ? &local->nets[i].port :
+                                                    &local->nets[i].newPort);
     }
 
     if (adopted) {

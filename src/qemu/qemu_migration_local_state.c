@@ -22,6 +22,7 @@
 #include "viralloc.h"
 #include "virerror.h"
 #include "virlog.h"
+#include "viruuid.h"
 
 #define VIR_FROM_THIS VIR_FROM_QEMU
 
@@ -53,11 +54,37 @@ qemuMigrationLocalNew(void)
 
 
 static void
+qemuMigrationLocalPortClear(qemuMigrationLocalPort *port)
+{
+    g_clear_pointer(&port->network, g_free);
+    g_clear_pointer(&port->id, g_free);
+}
+
+
+static void
 qemuMigrationLocalNetClear(qemuMigrationLocalNet *net)
 {
     g_free(net->alias);
     g_free(net->ifname);
     g_free(net->newIfname);
+    qemuMigrationLocalPortClear(&net->port);
+    qemuMigrationLocalPortClear(&net->newPort);
+}
+
+
+void
+qemuMigrationLocalPortSet(qemuMigrationLocalPort *port,
+                          const char *network,
+                          const unsigned char *id)
+{
+    char uuidstr[VIR_UUID_STRING_BUFLEN];
+
+    qemuMigrationLocalPortClear(port);
+    if (!network || !virUUIDIsValid(id))
+        return;
+
+    port->network = g_strdup(network);
+    port->id = g_strdup(virUUIDFormat(id, uuidstr));
 }
 
 
@@ -142,6 +169,20 @@ qemuMigrationLocalProcessFormat(virBuffer *buf,
 }
 
 
+static void
+qemuMigrationLocalPortFormat(virBuffer *buf,
+                             const char *element,
+                             qemuMigrationLocalPort *port)
+{
+    if (!port->network)
+        return;
+
+    virBufferAsprintf(buf, "<%s", element);
+    virBufferEscapeString(buf, " network='%s'", port->network);
+    virBufferEscapeString(buf, " id='%s'/>\n", port->id);
+}
+
+
 void
 qemuMigrationLocalFormat(virBuffer *buf,
                          qemuMigrationLocal *local)
@@ -159,12 +200,18 @@ qemuMigrationLocalFormat(virBuffer *buf,
 
     for (i = 0; i < local->nnets; i++) {
         qemuMigrationLocalNet *net = &local->nets[i];
+        g_auto(virBuffer) netAttrBuf = VIR_BUFFER_INITIALIZER;
+        g_auto(virBuffer) netChildBuf = VIR_BUFFER_INIT_CHILD(&childBuf);
 
-        virBufferEscapeString(&childBuf, "<interface alias='%s'", net->alias);
-        virBufferEscapeString(&childBuf, " ifname='%s'", net->ifname);
-        virBufferEscapeString(&childBuf, " newIfname='%s'", net->newIfname);
-        virBufferAsprintf(&childBuf, " owner='%s'/>\n",
+        virBufferEscapeString(&netAttrBuf, " alias='%s'", net->alias);
+        virBufferEscapeString(&netAttrBuf, " ifname='%s'", net->ifname);
+        virBufferEscapeString(&netAttrBuf, " newIfname='%s'", net->newIfname);
+        virBufferAsprintf(&netAttrBuf, " owner='%s'",
                           qemuMigrationLocalNetOwnerTypeToString(net->owner));
+        qemuMigrationLocalPortFormat(&netChildBuf, "port", &net->port);
+        qemuMigrationLocalPortFormat(&netChildBuf, "newPort", &net->newPort);
+
+        virXMLFormatElement(&childBuf, "interface", &netAttrBuf, &netChildBuf);
     }
 
     virXMLFormatElement(buf, "localMigration", &attrBuf, &childBuf);
@@ -196,9 +243,38 @@ qemuMigrationLocalProcessParse(xmlNodePtr node,
 
 
 static int
-qemuMigrationLocalNetParse(xmlNodePtr node,
+qemuMigrationLocalPortParse(xmlXPathContextPtr ctxt,
+                            const char *element,
+                            qemuMigrationLocalPort *port)
+{
+    g_autofree char *xpath = g_strdup_printf("./%s", element);
+    unsigned char uuid[VIR_UUID_BUFLEN];
+    xmlNodePtr node;
+
+    if (!(node = virXPathNode(xpath, ctxt)))
+        return 0;
+
+    if (!(port->network = virXMLPropStringRequired(node, "network")) ||
+        !(port->id = virXMLPropStringRequired(node, "id")))
+        return -1;
+
+    if (virUUIDParse(port->id, uuid) < 0) {
+        virReportError(VIR_ERR_INTERNAL_ERROR,
+                       _("malformed port id '%1$s' in local migration state"),
+                       port->id);
+        return -1;
+    }
+
+    return 0;
+}
+
+
+static int
+qemuMigrationLocalNetParse(xmlXPathContextPtr ctxt,
+                           xmlNodePtr node,
                            qemuMigrationLocal *local)
 {
+    VIR_XPATH_NODE_AUTORESTORE(ctxt)
     g_autofree char *alias = NULL;
     g_autofree char *ifname = NULL;
     g_autofree char *newIfname = NULL;
@@ -225,6 +301,11 @@ qemuMigrationLocalNetParse(xmlNodePtr node,
 
     net = qemuMigrationLocalAddNet(local, alias, ifname, newIfname);
     net->owner = owner;
+
+    ctxt->node = node;
+    if (qemuMigrationLocalPortParse(ctxt, "port", &net->port) < 0 ||
+        qemuMigrationLocalPortParse(ctxt, "newPort", &net->newPort) < 0)
+        return -1;
 
     return 0;
 }
@@ -282,7 +363,7 @@ qemuMigrationLocalParseState(xmlXPathContextPtr ctxt,
         return -1;
 
     for (i = 0; i < n; i++) {
-        if (qemuMigrationLocalNetParse(nodes[i], state) < 0)
+        if (qemuMigrationLocalNetParse(ctxt, nodes[i], state) < 0)
             return -1;
     }
 

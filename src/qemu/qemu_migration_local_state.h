@@ -45,6 +45,14 @@ typedef enum {
 } qemuMigrationLocalNetOwner;
 VIR_ENUM_DECL(qemuMigrationLocalNetOwner);
 
+/* The port a libvirt network gave an <interface type='network'>: a
+ * restarted daemon that discards a process must give its port back. */
+typedef struct _qemuMigrationLocalPort qemuMigrationLocalPort;
+struct _qemuMigrationLocalPort {
+    char *network;     /* name of the network; NULL: no port */
+    char *id;          /* UUID of the port */
+};
+
 typedef struct _qemuMigrationLocalNet qemuMigrationLocalNet;
 struct _qemuMigrationLocalNet {
     char *alias;       /* device alias of the <interface>, e.g. "net0" */
@@ -52,6 +60,8 @@ struct _qemuMigrationLocalNet {
     char *newIfname;   /* TAP created for the new process; NULL when the
                         * old TAP is handed over instead */
     qemuMigrationLocalNetOwner owner; /* of the old TAP */
+    qemuMigrationLocalPort port;    /* of the old process's interface */
+    qemuMigrationLocalPort newPort; /* of the new one's, when it has its own */
 };
 
 /* What identifies the new process until it becomes the domain's own. */
@@ -92,6 +102,11 @@ qemuMigrationLocalAddNet(qemuMigrationLocal *local,
 qemuMigrationLocalNet *
 qemuMigrationLocalFindNet(qemuMigrationLocal *local,
                           const char *alias);
+
+void
+qemuMigrationLocalPortSet(qemuMigrationLocalPort *port,
+                          const char *network,
+                          const unsigned char *id);
 
 void
 qemuMigrationLocalProcessClear(qemuMigrationLocalProcess *proc);

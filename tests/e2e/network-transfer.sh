@@ -5,7 +5,10 @@
 # --local-backend-transfer the TAP and that port stay: the new QEMU holds
 # the same TAP, the network has the same single port, nothing is lost. A
 # classic --local on the same guest gets a new TAP and a new port, and the
-# old port is released. After the final destroy the network has no port.
+# old port is released. When a migration fails (the new QEMU killed, the
+# daemon killed and the next one recovering), the network is left with the
+# port of the running guest alone. After the final destroy the network has
+# no port.
 # TAP output.
 #
 # virtnetworkd is a system daemon: it takes the build's fixed runtime paths
@@ -29,7 +32,7 @@ command -v nft >/dev/null || command -v iptables >/dev/null ||
     tap_skip_all "the network driver needs nft or iptables"
 pgrep -x virtnetworkd >/dev/null && tap_skip_all "a virtnetworkd runs already"
 
-lv_guest_test 17 net
+lv_guest_test 23 net
 
 net=lmnet-$$
 vnd_log=$LM_TMP/virtnetworkd.log
@@ -146,6 +149,24 @@ else
     tap_not_ok "classic: a new TAP and port replace the old ($tap1 -> $tap2; ports $port0 -> $port2)"
 fi
 tap_check "guest answers pings" answers || :
+
+# --- faults: the port of the new process goes with it ---------------------
+# after_fault NAME (of lib/libvirt.sh's fault_*): the guest on its original
+# QEMU, and the network with the ports it had before, no more
+after_fault() {
+    if one_qemu && [ "$(lv_qemu_pid "$root" "$dom")" = "$old" ] && answers &&
+       [ "$(ports)" = "$ports0" ]; then
+        tap_ok "$1: the guest answers on its original QEMU $old; $net has its port alone ($ports0)"
+    else
+        tap_not_ok "$1: the guest on its original QEMU, $net with its port alone"
+        tap_diag "QEMUs: $(qemu_pids | tr '\n' ' ') ports: $ports0 -> $(ports)"
+        show_logs
+    fi
+}
+ports0=$(ports)
+fault_kill_new --local
+fault_kill_daemon --local
+fault_kill_daemon --local-backend-transfer
 
 # after the destroy: the port is released; then the network and the
 # daemon go before the leftover check (the daemon lives in the namespace)
