@@ -11,7 +11,9 @@
 #   - domjobabort at a random moment (0-1.5 s) of 10 jobs: each ends with
 #     A on exactly one QEMU, old or new, answering;
 #   - virsh destroy racing the switchover: A ends shut off with no QEMU,
-#     TAP, pidfile or per-process dir left.
+#     TAP, pidfile or per-process dir left;
+#   - virsh shutdown (ACPI) racing B's switchover: it waits for the job,
+#     the guest powers off from its new QEMU, and nothing of B is left.
 #
 # At the end: every acknowledged write is in both disks and nothing is left.
 # TAP output.
@@ -29,7 +31,7 @@ lv_wait_build "${LIBVIRT_WAIT:-0}" ||
 [ -f "$QEMU_ENV" ] || tap_skip_all "no reference QEMU ($QEMU_ENV); run ./localmig build"
 QEMU_REF=$(. "$QEMU_ENV" && echo "$QEMU_BIN")
 
-tap_plan $((2 + 4 + 4 + 2 + 2 + 1 + ABORTS + 2 + 2 + 5 + 1))
+tap_plan $((2 + 4 + 4 + 2 + 2 + 1 + ABORTS + 2 + 2 + 2 + 5 + 1))
 
 host_guest_setup conc
 lh_points_enable || tap_bail "virtqemud did not start again"
@@ -182,8 +184,37 @@ dom=$domA disk=$diskA log=$logA
 disk_intact
 tap_check "$domA: undefine" lh_virsh undefine "$domA" || :
 
+# ---- shutdown racing the switchover ----------------------------------------------
+# A shutdown needs a job the migration's does not allow: it waits until the
+# job ends, then the power button is pressed on whichever QEMU runs B.
+taps=$(lh_virsh domiflist "$domB" | awk 'NF { print $1 }' | tr '
+' ' ')
+pb=$(lh_qemu_pid "$domB")
+b_gone() { [ -z "$(qemu_of_dom "$domB")" ] && [ "$(lh_virsh domstate "$domB" 2>&1)" = "shut off" ]; }
+lh_point_arm switchover
+lh_virsh migrate --live --local "$domB" >"$LM_TMP/b.out" 2>&1 & jb=$!
+lh_point_reached switchover || tap_diag "the job did not reach switchover"
+lh_virsh shutdown --mode acpi "$domB" >"$LM_TMP/shutdown.out" 2>&1 & js=$!
+sleep 0.5
+lh_points_release
+rb=0 rs=0
+wait "$jb" || rb=$?
+wait "$js" || rs=$?
+if [ "$rb" = 0 ] && [ "$rs" = 0 ] && lm_wait_until 60 b_gone &&
+   grep -q "$GUEST_POWER_BUTTON_MARKER" "$logB"; then
+    tap_ok "virsh shutdown racing B's switchover: the job completed, then B powered off from its new QEMU"
+else
+    tap_not_ok "virsh shutdown racing B's switchover: the job completes, then B powers off"
+    tap_diag "job ($rb): $(cat "$LM_TMP/b.out")" "shutdown ($rs): $(cat "$LM_TMP/shutdown.out")" \
+        "state $(lh_virsh domstate "$domB" 2>&1), QEMUs $pb -> $(qemu_of_dom "$domB" | tr '\n' ' ')" \
+        "console: $(tail -n 2 "$logB" | tr -d '\r')"
+fi
+left=""
+for t in $taps; do ip -n "$LM_NS" link show dev "$t" >/dev/null 2>&1 && left+=" TAP $t"; done
+tap_expect "B's TAPs ($taps) are gone" "" "$left"
+
 dom=$domB disk=$diskB log=$logB
-end_domain
+end_domain stopped
 lh_stop
 tap_check "daemons stopped; nothing left behind (processes, sockets, TAPs)" \
     lm_leftovers --ns "$LM_NS" --match "$LM_TMP" "$LH_ROOT" || :

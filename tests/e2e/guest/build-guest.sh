@@ -40,6 +40,8 @@ GUEST_PREFIX2=24
 TICK_MARKER=LOCALMIG-TICK
 # a line with it typed on the tick port powers the guest off from inside
 POWEROFF_COMMAND=LOCALMIG-POWEROFF
+# on the console when the ACPI power button (virsh shutdown) powers it off
+POWER_BUTTON_MARKER=LOCALMIG-POWER-BUTTON
 DISK_START_MARKER=LOCALMIG-DISK-START
 DISK_ACK_MARKER=LOCALMIG-DISK-ACK
 DISK_ERROR_MARKER=LOCALMIG-DISK-ERROR
@@ -63,6 +65,10 @@ DISK_PACE=0.05
 MODULES="failover net_failover virtio_ring virtio virtio_pci_modern_dev
 virtio_pci_legacy_dev virtio_pci virtio_net virtio_blk virtio_balloon
 virtio-rng"
+# The ACPI power button (virsh shutdown --mode acpi) reaches the guest as a
+# key on an input device: "button" makes the device, "evdev" the node the
+# guest reads it from.  Either may be built into the kernel.
+MODULES_IF_ANY="evdev button"
 
 log() { echo "build-guest: $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -128,9 +134,15 @@ mknod -m 600 "$root/dev/console" c 5 1
 
 # Modules, decompressed here so the guest's busybox insmod sees plain ELF.
 moddir="$work/pkg/lib/modules/$kver"
-for m in $MODULES; do
+loaded=
+for m in $MODULES $MODULES_IF_ANY; do
     src=$(find "$moddir" \( -name "$m.ko" -o -name "$m.ko.*" \) -print -quit)
+    if [ -z "$src" ] && [[ " $MODULES_IF_ANY " == *" $m "* ]]; then
+        log "module $m not in $kpkg: taken as built in"
+        continue
+    fi
     [ -n "$src" ] || die "module $m not found in $kpkg"
+    loaded+=" $m"
     case "$src" in
         *.ko) cp "$src" "$root/lib/modules/$m.ko" ;;
         *.ko.xz) xz -dc "$src" >"$root/lib/modules/$m.ko" ;;
@@ -141,7 +153,7 @@ for m in $MODULES; do
 done
 # Unquoted on purpose: one line, names separated by single spaces.
 # shellcheck disable=SC2086
-echo $MODULES >"$root/etc/modules-order"
+echo $loaded >"$root/etc/modules-order"
 
 cat >"$root/init" <<EOF
 #!/bin/sh
@@ -206,6 +218,27 @@ disk_writer() {
     done
 }
 
+# The ACPI power button (virsh shutdown --mode acpi) powers the guest off,
+# as a distribution's init would.  One input event is 24 bytes: a timeval
+# (8 words of od -tu2), then type, code and value; a press of KEY_POWER
+# (116) is EV_KEY (1) with value 1.  Sets buttons to how many it watches.
+power_button() {
+    buttons=0
+    for n in /sys/class/input/event*; do
+        [ "\$(cat "\$n/device/name" 2>/dev/null)" = "Power Button" ] || continue
+        buttons=\$((buttons + 1))
+        (exec 3<"/dev/input/\${n##*/}"
+         while ev=\$(dd bs=24 count=1 <&3 2>/dev/null | od -An -v -tu2) &&
+               [ -n "\$ev" ]; do
+             set -- \$ev
+             if [ "\$9" = 1 ] && [ "\${10}" = 116 ] && [ "\${11}" = 1 ]; then
+                 echo "$POWER_BUTTON_MARKER: powering off" >/dev/console
+                 sync; poweroff -f
+             fi
+         done) &
+    done
+}
+
 addr=$GUEST_IP/$GUEST_PREFIX
 addr2=$GUEST_IP2/$GUEST_PREFIX2
 tick=
@@ -243,6 +276,8 @@ if [ -n "\$tick" ]; then
     [ -c "/dev/\$tick" ] || fail "no /dev/\$tick for localmig.tick"
     extra="\$extra tick=\$tick"
 fi
+power_button
+extra="\$extra power-buttons=\$buttons"
 echo "$READY_MARKER addr=\$addr mac=\$(cat /sys/class/net/eth0/address)\$extra uptime=\$(cut -d' ' -f1 /proc/uptime)"
 if [ -n "\$tick" ]; then
     # kept open: no open/close (and no hangup) of the port per line
@@ -289,6 +324,7 @@ mv -f "$work/initramfs.cpio.gz" "$cache/initramfs.cpio.gz"
     printf 'GUEST_PREFIX2=%q\n' "$GUEST_PREFIX2"
     printf 'GUEST_TICK_MARKER=%q\n' "$TICK_MARKER"
     printf 'GUEST_POWEROFF_COMMAND=%q\n' "$POWEROFF_COMMAND"
+    printf 'GUEST_POWER_BUTTON_MARKER=%q\n' "$POWER_BUTTON_MARKER"
     printf 'GUEST_DISK_MIB=%q\n' "$GUEST_DISK_MIB"
     printf 'GUEST_DISK_SLOTS=%q\n' "$GUEST_DISK_SLOTS"
     printf 'GUEST_DISK_REC_SIZE=%q\n' "$DISK_REC_SIZE"

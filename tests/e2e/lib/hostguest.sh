@@ -243,11 +243,16 @@ disk_intact() {
     fi
 }
 
-# end_domain: destroy; the disk's owner is restored, every acknowledged
-# write is in the image, qemu-img check is clean.
+# end_domain [stopped]: destroy (or, with "stopped", see that it is shut
+# off already); the disk's owner is restored, every acknowledged write is
+# in the image, qemu-img check is clean.
 end_domain() {
     pid=$(lh_qemu_pid "$dom" || :)
-    tap_check "$dom: destroy" lh_virsh destroy "$dom" || :
+    if [ "${1:-}" = stopped ]; then
+        tap_expect "$dom: shut off" "shut off" "$(lh_virsh domstate "$dom" 2>&1)"
+    else
+        tap_check "$dom: destroy" lh_virsh destroy "$dom" || :
+    fi
     [ -z "$pid" ] || lm_wait_until 10 lm_pid_gone "$pid" || :
     tap_expect "$dom: the disk's owner is restored at the final stop" \
         root "$(owner_of "$disk")"
