@@ -9,10 +9,11 @@
 #
 # Each fault lands where it names, every time: virtqemud runs with
 # LIBVIRT_LOCALMIG_TEST_STOP_DIR, and the job waits at an armed test point
-# (prepare, launch, migrate, switchover, cleanup) until the test has
-# injected the fault and released it. "stream" is the middle of the
+# (prepare, launch, migrate, switchover, cleanup, rollback) until the test
+# has injected the fault and released it. "stream" is the middle of the
 # migration stream: a limited bandwidth and domjobinfo's processed data
-# above 0. FM_MISPLACE=1 arms the point after the named one instead: the
+# above 0. "rollback" is a job aborted in the stream, held while it
+# discards the new QEMU. FM_MISPLACE=1 arms the point after the named one instead: the
 # outcome points then fail, which shows that they tell the phases apart.
 #
 # After each fault: the domain runs on the QEMU the phase says (old or
@@ -48,11 +49,13 @@ CASES=(
     "virtqemud killed|classic|switchover|daemon_kill|old"
     "virtqemud killed|bt|cleanup|daemon_kill|new"
     "virtqemud killed|classic|cleanup|daemon_kill|new"
+    "virtqemud killed|classic|rollback|daemon_kill|old"
     "new QEMU killed|bt|launch|new_kill|old"
     "new QEMU killed|classic|stream|new_kill|old"
     "new QEMU killed|classic|migrate|new_kill|old"
     "new QEMU killed|bt|switchover|new_kill|old"
     "new QEMU killed|classic|cleanup|new_kill|none"
+    "new QEMU killed|bt|rollback|new_kill|old"
     "old QEMU killed|classic|cleanup|old_kill|new"
     "old QEMU killed|bt|stream|old_kill|none"
     "domjobabort|bt|prepare|job_abort|old"
@@ -66,7 +69,7 @@ CASES=(
     "virtlogd restarted|bt|stream|logd_restart|new"
     "virsh destroy|classic|stream|dom_destroy|none"
 )
-POINTS=(prepare launch migrate switchover cleanup)
+POINTS=(prepare launch migrate switchover cleanup rollback)
 # FM_ONLY=REGEX: only the cases whose "label|mode|point" matches
 if [ -n "${FM_ONLY:-}" ]; then
     only=()
@@ -145,6 +148,7 @@ evidence() {
         stream) [ "$ph" = migrate ] && [ -n "$npid" ] ;;
         switchover) [ "$ph" = migrate ] && [ -n "$npid" ] && ! guest_pings ;;
         cleanup) [ "$ph" = cleanup ] && [ -n "$npid" ] ;;
+        rollback) [ "$ph" = rollback ] && [ -n "$npid" ] && guest_pings ;;
         *) return 1 ;;
     esac
 }
@@ -184,9 +188,9 @@ fault_case() {
     npid=""
     abort_pid="" destroy_pid=""
     lh_points_release
-    if [ "$point" = stream ]; then
+    [ "$point" != stream ] && [ "$point" != rollback ] ||
         bw=(--bandwidth "$STREAM_BANDWIDTH")
-    else
+    if [ "$point" != stream ]; then
         armed=$(armed_point "$point")
         lh_point_arm "$armed"
     fi
@@ -194,6 +198,11 @@ fault_case() {
     local jp=$!
     if [ "$point" = stream ]; then
         lm_wait_until 60 stream_flowing && hit=1
+    elif [ "$point" = rollback ]; then
+        # the job fails in the stream, then holds while it rolls back
+        lm_wait_until 60 stream_flowing &&
+            lh_virsh domjobabort "$dom" >/dev/null 2>&1 &&
+            lh_point_reached "$armed" && hit=1
     else
         lh_point_reached "$armed" && hit=1
     fi
