@@ -655,6 +655,164 @@ testSwapLockState(const void *opaque G_GNUC_UNUSED)
 }
 
 
+/* The names of the fields of the struct called @name in C source @src
+ * (comments and array sizes dropped), in order. */
+static GStrv
+testStructFields(const char *src,
+                 const char *name)
+{
+    g_autofree char *open = g_strdup_printf("struct %s {", name);
+    g_autoptr(GPtrArray) fields = g_ptr_array_new();
+    g_auto(virBuffer) code = VIR_BUFFER_INITIALIZER;
+    g_autofree char *body = NULL;
+    g_auto(GStrv) decls = NULL;
+    const char *start;
+    const char *end;
+    const char *p;
+    size_t i;
+
+    if (!(start = strstr(src, open)) || !(end = strstr(start, "\n};")))
+        return NULL;
+
+    for (p = start + strlen(open); p < end; p++) {
+        if (STRPREFIX(p, "/*")) {
+            const char *close = strstr(p + 2, "*/");
+
+            if (!close)
+                return NULL;
+            p = close + 1;
+        } else {
+            virBufferAddChar(&code, *p);
+        }
+    }
+
+    body = virBufferContentAndReset(&code);
+    decls = g_strsplit(body, ";", -1);
+    for (i = 0; decls[i]; i++) {
+        char *decl = g_strstrip(decls[i]);
+        char *bracket = strchr(decl, '[');
+        size_t len;
+
+        if (bracket)
+            *bracket = '\0';
+        g_strchomp(decl);
+        len = strlen(decl);
+        while (len > 0 && (g_ascii_isalnum(decl[len - 1]) || decl[len - 1] == '_'))
+            len--;
+        if (decl[len] != '\0')
+            g_ptr_array_add(fields, g_strdup(decl + len));
+    }
+    g_ptr_array_add(fields, NULL);
+
+    return (GStrv) g_ptr_array_free(g_steal_pointer(&fields), false);
+}
+
+
+/* Whom each field of the private data belongs to must be said: a field
+ * added upstream and not classified would silently take the new
+ * process's value (or keep the old one's) in every local migration. */
+static int
+testPrivFieldsClassified(const void *opaque G_GNUC_UNUSED)
+{
+    const char *header = abs_top_srcdir "/src/qemu/qemu_domain.h";
+    g_autofree char *src = NULL;
+    g_auto(GStrv) fields = NULL;
+    g_autofree unsigned int *seen = g_new0(unsigned int, qemuMigrationLocalNPrivFields);
+    int ret = 0;
+    size_t i;
+    size_t j;
+
+    if (virFileReadAll(header, 1024 * 1024, &src) < 0)
+        return -1;
+
+    if (!(fields = testStructFields(src, "_qemuDomainObjPrivate")) || !fields[0]) {
+        VIR_TEST_VERBOSE("\nno struct _qemuDomainObjPrivate in %s", header);
+        return -1;
+    }
+
+    for (i = 0; fields[i]; i++) {
+        for (j = 0; j < qemuMigrationLocalNPrivFields; j++) {
+            if (STREQ(fields[i], qemuMigrationLocalPrivFields[j].name))
+                break;
+        }
+        if (j == qemuMigrationLocalNPrivFields) {
+            VIR_TEST_VERBOSE("\nfield '%s' of qemuDomainObjPrivate is neither the domain's nor the process's",
+                             fields[i]);
+            ret = -1;
+        } else {
+            seen[j]++;
+        }
+    }
+
+    for (j = 0; j < qemuMigrationLocalNPrivFields; j++) {
+        if (seen[j] != 1) {
+            VIR_TEST_VERBOSE("\nclassified field '%s' is in the struct %u times",
+                             qemuMigrationLocalPrivFields[j].name, seen[j]);
+            ret = -1;
+        }
+    }
+
+    return ret;
+}
+
+
+/* The domain's fields stay with the domain, a process's go with it, and
+ * a failure that swaps back restores both. */
+static int
+testSwapFields(const void *opaque G_GNUC_UNUSED)
+{
+    virDomainObj *vm = virDomainObjNew(driver.xmlopt);
+    virDomainObj *shadow = virDomainObjNew(driver.xmlopt);
+    qemuDomainObjPrivate *old;
+    qemuDomainObjPrivate *new;
+    int ret = -1;
+
+    if (!vm || !shadow)
+        goto cleanup;
+    old = vm->privateData;
+    new = shadow->privateData;
+    old->agentTimeout = 7;
+    old->migMaxBandwidth = 42;
+    old->preMigrationState = VIR_DOMAIN_RUNNING;
+    old->origname = g_strdup("guest0");
+    old->libDir = g_strdup("/old");
+    old->nodenameindex = 5;
+    new->libDir = g_strdup("/new");
+    new->nodenameindex = 9;
+    new->localShadow = true;
+
+    qemuMigrationLocalSwap(vm, shadow);
+    if (vm->privateData != new || new->agentTimeout != 7 ||
+        new->migMaxBandwidth != 42 || new->preMigrationState != VIR_DOMAIN_RUNNING ||
+        STRNEQ_NULLABLE(new->origname, "guest0") || old->origname ||
+        STRNEQ_NULLABLE(new->libDir, "/new") || new->nodenameindex != 9 ||
+        new->localShadow || !old->localShadow) {
+        VIR_TEST_VERBOSE("\nafter the swap: timeout %d, bandwidth %lu, origname '%s', libDir '%s', node index %llu",
+                         new->agentTimeout, new->migMaxBandwidth,
+                         NULLSTR(new->origname), NULLSTR(new->libDir),
+                         new->nodenameindex);
+        goto cleanup;
+    }
+
+    qemuMigrationLocalSwap(vm, shadow);
+    if (vm->privateData != old || old->agentTimeout != 7 ||
+        STRNEQ_NULLABLE(old->origname, "guest0") ||
+        STRNEQ_NULLABLE(old->libDir, "/old") || old->nodenameindex != 5 ||
+        old->localShadow) {
+        VIR_TEST_VERBOSE("\nswapping back did not restore the old process");
+        goto cleanup;
+    }
+
+    ret = 0;
+ cleanup:
+    if (vm)
+        virDomainObjEndAPI(&vm);
+    if (shadow)
+        virDomainObjEndAPI(&shadow);
+    return ret;
+}
+
+
 static virSecurityLabelDef *
 testSeclabel(const char *model,
              const char *label,
@@ -1029,6 +1187,10 @@ mymain(void)
                      "\"vhostfd\":\"vhostfd-net00\",\"id\":\"hostnet0\"}");
 
     if (virTestRun("lease state goes to the new process", testSwapLockState, NULL) < 0)
+        ret = -1;
+    if (virTestRun("private data: every field classified", testPrivFieldsClassified, NULL) < 0)
+        ret = -1;
+    if (virTestRun("private data: the domain's stay, a process's go", testSwapFields, NULL) < 0)
         ret = -1;
     if (virTestRun("security labels are the domain's", testKeepSeclabels, NULL) < 0)
         ret = -1;

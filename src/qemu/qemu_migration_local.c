@@ -1386,32 +1386,135 @@ qemuMigrationLocalLaunch(virQEMUDriver *driver,
         (b) = _tmp; \
     } G_STMT_END
 
-/* Exchange the processes of @vm and @shadow. Settings that belong to the
- * domain rather than to a process stay with @vm. */
+#define QEMU_MIGRATION_LOCAL_PRIV(field, kind) \
+    { #field, offsetof(qemuDomainObjPrivate, field), \
+      sizeof(((qemuDomainObjPrivate *) NULL)->field), \
+      QEMU_MIGRATION_LOCAL_PRIV_ ## kind }
+
+/* Every field of qemuDomainObjPrivate, and whom it belongs to. A process
+ * field is what a QEMU process was started with or opened, so the domain
+ * takes the new process's. A domain field is the domain's whatever runs
+ * it, and stays. Block jobs and a backup are the process's: a migration
+ * is refused while any runs (qemuMigrationSrcIsAllowed, one async job).
+ * qemumigrationlocaltest fails when qemu_domain.h has a field this table
+ * does not name. */
+const qemuMigrationLocalPrivField qemuMigrationLocalPrivFields[] = {
+    QEMU_MIGRATION_LOCAL_PRIV(driver, DOMAIN),
+    QEMU_MIGRATION_LOCAL_PRIV(namespaces, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(eventThread, PROCESS),
+    /* monitors and agents call back into the object they were opened
+     * for: closed by the swap, reconnected by the domain */
+    QEMU_MIGRATION_LOCAL_PRIV(mon, SPECIAL),
+    QEMU_MIGRATION_LOCAL_PRIV(monConfig, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(monError, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(monStart, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(agentTimeout, DOMAIN),
+    QEMU_MIGRATION_LOCAL_PRIV(agent, SPECIAL),
+    QEMU_MIGRATION_LOCAL_PRIV(agentError, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(beingDestroyed, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(pidfile, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(pidMonitored, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(pciaddrs, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(usbaddrs, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(qemuCaps, PROCESS),
+    /* the state of the leases the old process released at its stop is
+     * for the new one to take them with when it resumes, as a migration
+     * cookie carries it to another host */
+    QEMU_MIGRATION_LOCAL_PRIV(lockState, DOMAIN),
+    QEMU_MIGRATION_LOCAL_PRIV(fakeReboot, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(pausedShutdown, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(allowReboot, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(migMaxBandwidth, DOMAIN),
+    QEMU_MIGRATION_LOCAL_PRIV(origname, DOMAIN),
+    QEMU_MIGRATION_LOCAL_PRIV(nbdPort, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(migrationPort, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(preMigrationState, DOMAIN),
+    QEMU_MIGRATION_LOCAL_PRIV(preMigrationMemlock, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(devs, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(cleanupCallbacks, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(ncleanupCallbacks, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(ncleanupCallbacks_max, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(cgroup, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(perf, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(unplug, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(qemuDevices, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(hookRun, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(autoNodeset, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(autoCpuset, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(signalIOError, DOMAIN),
+    QEMU_MIGRATION_LOCAL_PRIV(signalStop, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(machineName, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(libDir, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(channelTargetDir, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(masterKey, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(masterKeyLen, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(migSecinfo, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(origCPU, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(chardevStdioLogd, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(reconnectBlockjobs, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(migrationCaps, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(migrationRecoverSetup, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(prDaemonRunning, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(nodenameindex, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(fdsetindex, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(fdsetindexParsed, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(runningReason, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(pausedReason, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(rememberOwner, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(memPrealloc, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(blockjobs, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(disableSlirp, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(pflash0, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(backup, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(dbusConnection, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(dbusDaemonRunning, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(dbusVMStateIds, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(dbusVMState, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(originalMemlock, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(statsSchema, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(schedCoreChildPID, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(schedCoreChildFD, PROCESS),
+    QEMU_MIGRATION_LOCAL_PRIV(threadContextAliases, PROCESS),
+    /* the fds a user associated with the domain (virDomainFDAssociate) */
+    QEMU_MIGRATION_LOCAL_PRIV(fds, DOMAIN),
+    QEMU_MIGRATION_LOCAL_PRIV(memoryBackingDir, PROCESS),
+    /* which of the two objects is the shadow: set by the swap */
+    QEMU_MIGRATION_LOCAL_PRIV(localShadow, SPECIAL),
+};
+const size_t qemuMigrationLocalNPrivFields = G_N_ELEMENTS(qemuMigrationLocalPrivFields);
+
+
+/* Exchange the processes of @vm and @shadow: the domain's fields stay with
+ * @vm, the processes' go with their process. Swapping twice is no swap. */
 void
 qemuMigrationLocalSwap(virDomainObj *vm,
                        virDomainObj *shadow)
 {
     qemuDomainObjPrivate *domPriv = vm->privateData;
     qemuDomainObjPrivate *procPriv = shadow->privateData;
+    size_t i;
 
-    /* monitors and agents call back into the object they were opened
-     * for; the domain reconnects to its new process afterwards */
     g_clear_pointer(&domPriv->mon, qemuMonitorClose);
     g_clear_pointer(&domPriv->agent, qemuAgentClose);
     g_clear_pointer(&procPriv->mon, qemuMonitorClose);
     g_clear_pointer(&procPriv->agent, qemuAgentClose);
 
-    procPriv->migMaxBandwidth = domPriv->migMaxBandwidth;
-    procPriv->agentTimeout = domPriv->agentTimeout;
-    procPriv->preMigrationState = domPriv->preMigrationState;
-    procPriv->signalIOError = domPriv->signalIOError;
-    /* the lock manager's state of the leases the old process released at
-     * its stop is for the new one to take them with when it resumes, as
-     * a migration cookie carries it to another host */
-    QEMU_MIGRATION_LOCAL_SWAP(procPriv->lockState, domPriv->lockState);
-    QEMU_MIGRATION_LOCAL_SWAP(procPriv->fds, domPriv->fds);
-    QEMU_MIGRATION_LOCAL_SWAP(procPriv->origname, domPriv->origname);
+    /* a domain field is exchanged now, so that it is back where it was
+     * once the whole private data is exchanged below */
+    for (i = 0; i < qemuMigrationLocalNPrivFields; i++) {
+        const qemuMigrationLocalPrivField *f = &qemuMigrationLocalPrivFields[i];
+        char *a = (char *) domPriv + f->offset;
+        char *b = (char *) procPriv + f->offset;
+        g_autofree char *tmp = NULL;
+
+        if (f->kind != QEMU_MIGRATION_LOCAL_PRIV_DOMAIN)
+            continue;
+
+        tmp = g_malloc0(f->size);
+        memcpy(tmp, a, f->size);
+        memcpy(a, b, f->size);
+        memcpy(b, tmp, f->size);
+    }
 
     procPriv->localShadow = false;
     domPriv->localShadow = true;

@@ -53,6 +53,23 @@ qemuMigrationLocalCheckDevices(virDomainDef *oldDef,
                                virDomainDef *newDef,
                                bool backendTransfer);
 
+/* Whom a field of qemuDomainObjPrivate belongs to in a local migration. */
+typedef enum {
+    QEMU_MIGRATION_LOCAL_PRIV_PROCESS, /* the QEMU process: the new one's */
+    QEMU_MIGRATION_LOCAL_PRIV_DOMAIN,  /* the domain: kept */
+    QEMU_MIGRATION_LOCAL_PRIV_SPECIAL, /* handled by qemuMigrationLocalSwap */
+} qemuMigrationLocalPrivKind;
+
+typedef struct {
+    const char *name;
+    size_t offset;
+    size_t size;
+    qemuMigrationLocalPrivKind kind;
+} qemuMigrationLocalPrivField;
+
+extern const qemuMigrationLocalPrivField qemuMigrationLocalPrivFields[];
+extern const size_t qemuMigrationLocalNPrivFields;
+
 void
 qemuMigrationLocalSwap(virDomainObj *vm,
                        virDomainObj *shadow);
