@@ -317,6 +317,7 @@ testIncoming(const void *opaque)
     virObjectUnlock(vm);
     /* the new process runs the reference QEMU */
     QEMU_DOMAIN_PRIVATE(vm)->qemuCaps = virObjectRef(localmigCaps);
+    QEMU_DOMAIN_PRIVATE(vm)->localGeneration = QEMU_MIGRATION_LOCAL_GENERATION_V10;
 
     net = vm->def->nets[0];
     net->info.alias = g_strdup("net0");
@@ -335,6 +336,36 @@ testIncoming(const void *opaque)
     qemuDomainNetworkPrivateClearFDs(netpriv);
 
     return testCheckArguments("netdev_add", props, data->netdev);
+}
+
+
+/* A process whose job chose no generation has no netdev for a TAP that
+ * arrives in the stream, whatever its binary can do. */
+static int
+testIncomingNoGeneration(const void *opaque G_GNUC_UNUSED)
+{
+    g_autoptr(virDomainObj) vm = NULL;
+    g_autoptr(virJSONValue) props = NULL;
+    virDomainNetDef *net;
+
+    if (!(vm = virDomainObjNew(driver.xmlopt)) ||
+        !(vm->def = testParseDef("<interface type='bridge'>"
+                                 "  <source bridge='br0'/><target dev='lmtap0'/>"
+                                 "  <model type='virtio'/><backend transfer='on'/>"
+                                 "</interface>")))
+        return -1;
+    virObjectUnlock(vm);
+    QEMU_DOMAIN_PRIVATE(vm)->qemuCaps = virObjectRef(localmigCaps);
+
+    net = vm->def->nets[0];
+    net->info.alias = g_strdup("net0");
+    QEMU_DOMAIN_NETWORK_PRIVATE(net)->incomingFds = true;
+
+    if ((props = qemuBuildHostNetProps(vm, net))) {
+        VIR_TEST_VERBOSE("\na netdev without a chosen generation");
+        return -1;
+    }
+    return testCheckResult(-1, "cannot take interface 'net0' from a migration stream");
 }
 
 
@@ -391,6 +422,7 @@ testHandoverPort(const void *opaque G_GNUC_UNUSED)
         return -1;
     virObjectUnlock(vm);
     QEMU_DOMAIN_PRIVATE(vm)->qemuCaps = virObjectRef(localmigCaps);
+    QEMU_DOMAIN_PRIVATE(vm)->localGeneration = QEMU_MIGRATION_LOCAL_GENERATION_V10;
     newNet = vm->def->nets[0];
 
     if (qemuMigrationLocalPrepareHandover(local, oldDef, vm->def) < 0)
@@ -1186,6 +1218,8 @@ mymain(void)
                      "\"downscript\":\"no\",\"vhost\":true,"
                      "\"vhostfd\":\"vhostfd-net00\",\"id\":\"hostnet0\"}");
 
+    if (virTestRun("incoming TAP without a chosen generation", testIncomingNoGeneration, NULL) < 0)
+        ret = -1;
     if (virTestRun("lease state goes to the new process", testSwapLockState, NULL) < 0)
         ret = -1;
     if (virTestRun("private data: every field classified", testPrivFieldsClassified, NULL) < 0)

@@ -519,8 +519,9 @@ qemuMigrationLocalCheckChr(virDomainDef *oldDef G_GNUC_UNUSED,
  *
  * QEMU's interface for handing a TAP over changed between the generations
  * of its series (DESIGN.md section 5). What a generation needs from each
- * binary is one row here; the dialect chosen for a migration is the first
- * row both binaries have. Only the v10 generation exists so far.
+ * binary is one row here. The job chooses the row once, from both
+ * binaries, when it prepares; the job's state (and so its status XML) and
+ * the new process keep it. Only the v10 generation exists so far.
  */
 
 /* The new process's netdev for a TAP that arrives in the stream. */
@@ -531,7 +532,7 @@ typedef virJSONValue *
                                         const char *vhostfdArg);
 
 struct _qemuMigrationLocalDialect {
-    const char *name;
+    qemuMigrationLocalGeneration generation;
     /* the running process: its device sends the TAP */
     virQEMUCapsFlags sourceCaps[3];
     /* the new process: its netdev waits for it */
@@ -566,7 +567,7 @@ qemuMigrationLocalIncomingNetdevV10(virDomainNetDef *net,
 }
 
 static const qemuMigrationLocalDialect qemuMigrationLocalDialects[] = {
-    { .name = "v10",
+    { .generation = QEMU_MIGRATION_LOCAL_GENERATION_V10,
       .sourceCaps = { QEMU_CAPS_MIGRATION_PARAM_BACKEND_TRANSFER,
                       QEMU_CAPS_VIRTIO_NET_BACKEND_TRANSFER,
                       QEMU_CAPS_LAST },
@@ -581,7 +582,21 @@ static const qemuMigrationLocalDialect qemuMigrationLocalDialects[] = {
 const char *
 qemuMigrationLocalDialectName(const qemuMigrationLocalDialect *dialect)
 {
-    return dialect->name;
+    return qemuMigrationLocalGenerationTypeToString(dialect->generation);
+}
+
+
+/* The row of @generation, or NULL for none. */
+static const qemuMigrationLocalDialect *
+qemuMigrationLocalDialectGet(qemuMigrationLocalGeneration generation)
+{
+    size_t i;
+
+    for (i = 0; i < G_N_ELEMENTS(qemuMigrationLocalDialects); i++) {
+        if (qemuMigrationLocalDialects[i].generation == generation)
+            return &qemuMigrationLocalDialects[i];
+    }
+    return NULL;
 }
 
 
@@ -657,7 +672,8 @@ qemuMigrationLocalDialectSelect(virQEMUCaps *srcCaps,
         qemuMigrationLocalDialectMissing(dstCaps, d->targetCaps, &dstMissing);
 
         if (virBufferUse(&srcMissing) == 0 && virBufferUse(&dstMissing) == 0) {
-            VIR_DEBUG("backend transfer dialect %s", d->name);
+            VIR_DEBUG("backend transfer dialect %s",
+                      qemuMigrationLocalDialectName(d));
             return d;
         }
     }
@@ -676,32 +692,13 @@ qemuMigrationLocalDialectSelect(virQEMUCaps *srcCaps,
 }
 
 
-/* The generation of the interface a new process speaks. */
-static const qemuMigrationLocalDialect *
-qemuMigrationLocalDialectForTarget(virQEMUCaps *caps)
-{
-    size_t i;
-
-    for (i = 0; i < G_N_ELEMENTS(qemuMigrationLocalDialects); i++) {
-        g_auto(virBuffer) missing = VIR_BUFFER_INITIALIZER;
-
-        qemuMigrationLocalDialectMissing(caps,
-                                         qemuMigrationLocalDialects[i].targetCaps,
-                                         &missing);
-        if (virBufferUse(&missing) == 0)
-            return &qemuMigrationLocalDialects[i];
-    }
-    return NULL;
-}
-
-
 /**
  * qemuMigrationLocalIncomingNetProps:
  * @vm: the process being started for a local migration
  * @net: an interface whose TAP it takes from the migration stream
  * @vhostfdField, @vhostfdArg: its own vhost-net fds, as for any tap netdev
  *
- * Returns the -netdev properties in the dialect of @vm's QEMU binary.
+ * Returns the -netdev properties in the generation @vm's job chose.
  */
 virJSONValue *
 qemuMigrationLocalIncomingNetProps(virDomainObj *vm,
@@ -711,7 +708,7 @@ qemuMigrationLocalIncomingNetProps(virDomainObj *vm,
 {
     const qemuMigrationLocalDialect *dialect;
 
-    if (!(dialect = qemuMigrationLocalDialectForTarget(QEMU_DOMAIN_PRIVATE(vm)->qemuCaps))) {
+    if (!(dialect = qemuMigrationLocalDialectGet(QEMU_DOMAIN_PRIVATE(vm)->localGeneration))) {
         virReportError(VIR_ERR_OPERATION_UNSUPPORTED,
                        _("QEMU binary '%1$s' cannot take interface '%2$s' from a migration stream"),
                        NULLSTR(vm->def->emulator), NULLSTR(net->info.alias));
@@ -895,13 +892,15 @@ qemuMigrationLocalEndHandover(virDomainDef *def)
 
 
 /* PREPARE for --local-backend-transfer: both binaries must speak a
- * generation of the interface; the parameter is set on both sides. */
+ * generation of the interface, which is chosen here for the whole job;
+ * its parameter is set on both sides. */
 static int
 qemuMigrationLocalSetupBackendTransfer(virDomainObj *vm,
                                        virDomainDef *newDef,
                                        virQEMUCaps *dstCaps,
                                        qemuMigrationParams *dstParams,
-                                       qemuMigrationParams *srcParams)
+                                       qemuMigrationParams *srcParams,
+                                       qemuMigrationLocalGeneration *generation)
 {
     qemuDomainObjPrivate *priv = vm->privateData;
     const qemuMigrationLocalDialect *dialect;
@@ -919,6 +918,7 @@ qemuMigrationLocalSetupBackendTransfer(virDomainObj *vm,
         qemuMigrationParamsSetBool(srcParams, dialect->param, true) < 0)
         return -1;
 
+    *generation = dialect->generation;
     return 0;
 }
 
@@ -1195,7 +1195,8 @@ qemuMigrationLocalProcessRecord(qemuMigrationLocalProcess *proc,
 static virDomainObj *
 qemuMigrationLocalShadowNew(virQEMUDriver *driver,
                             virDomainDef **def,
-                            virQEMUCaps *caps)
+                            virQEMUCaps *caps,
+                            qemuMigrationLocalGeneration generation)
 {
     virDomainObj *shadow;
 
@@ -1205,6 +1206,7 @@ qemuMigrationLocalShadowNew(virQEMUDriver *driver,
     QEMU_DOMAIN_PRIVATE(shadow)->localShadow = true;
     /* the process starts with these instead of looking them up again */
     QEMU_DOMAIN_PRIVATE(shadow)->qemuCaps = virQEMUCapsNewCopy(caps);
+    QEMU_DOMAIN_PRIVATE(shadow)->localGeneration = generation;
     shadow->def = g_steal_pointer(def);
     return shadow;
 }
@@ -1480,6 +1482,7 @@ const qemuMigrationLocalPrivField qemuMigrationLocalPrivFields[] = {
     QEMU_MIGRATION_LOCAL_PRIV(memoryBackingDir, PROCESS),
     /* which of the two objects is the shadow: set by the swap */
     QEMU_MIGRATION_LOCAL_PRIV(localShadow, SPECIAL),
+    QEMU_MIGRATION_LOCAL_PRIV(localGeneration, PROCESS),
 };
 const size_t qemuMigrationLocalNPrivFields = G_N_ELEMENTS(qemuMigrationLocalPrivFields);
 
@@ -1689,6 +1692,7 @@ qemuMigrationLocalPerform(virQEMUDriver *driver,
     int fds[2] = { -1, -1 };
     unsigned int useFlags;
     bool backendTransfer = !!(flags & VIR_MIGRATE_LOCAL_BACKEND_TRANSFER);
+    qemuMigrationLocalGeneration generation = QEMU_MIGRATION_LOCAL_GENERATION_NONE;
     bool adopted = false;
     virErrorPtr orig_err = NULL;
     int ret = -1;
@@ -1734,11 +1738,12 @@ qemuMigrationLocalPerform(virQEMUDriver *driver,
 
     if (backendTransfer &&
         qemuMigrationLocalSetupBackendTransfer(vm, def, newCaps, dstParams,
-                                               migParams) < 0)
+                                               migParams, &generation) < 0)
         goto endjob;
 
     qemuMigrationSrcStoreDomainState(vm);
     jobPriv->local = local = qemuMigrationLocalNew();
+    local->generation = generation;
     if (backendTransfer &&
         qemuMigrationLocalPrepareHandover(local, vm->def, def) < 0)
         goto endjob;
@@ -1752,7 +1757,8 @@ qemuMigrationLocalPerform(virQEMUDriver *driver,
     }
 
     /* LAUNCH */
-    if (!(shadow = qemuMigrationLocalShadowNew(driver, &def, newCaps)) ||
+    if (!(shadow = qemuMigrationLocalShadowNew(driver, &def, newCaps,
+                                               local->generation)) ||
         qemuMigrationLocalLaunchPrepare(driver, shadow, useFlags) < 0) {
         if (shadow)
             qemuMigrationLocalProcessRecord(&local->target, shadow);
@@ -1963,14 +1969,8 @@ qemuMigrationLocalRecoverParams(virDomainObj *vm,
 {
     g_autoptr(qemuMigrationParams) params = NULL;
     const qemuMigrationLocalDialect *dialect;
-    size_t i;
 
-    for (i = 0; i < local->nnets; i++) {
-        if (!local->nets[i].newIfname)
-            break;
-    }
-    if (i == local->nnets ||
-        !(dialect = qemuMigrationLocalDialectForTarget(QEMU_DOMAIN_PRIVATE(vm)->qemuCaps)))
+    if (!(dialect = qemuMigrationLocalDialectGet(local->generation)))
         return;
 
     params = qemuMigrationParamsNew();

@@ -38,6 +38,12 @@ VIR_ENUM_IMPL(qemuMigrationLocalPhase,
               "rollback",
 );
 
+VIR_ENUM_IMPL(qemuMigrationLocalGeneration,
+              QEMU_MIGRATION_LOCAL_GENERATION_LAST,
+              "none",
+              "v10",
+);
+
 VIR_ENUM_IMPL(qemuMigrationLocalNetOwner,
               QEMU_MIGRATION_LOCAL_NET_OWNER_LAST,
               "source",
@@ -193,6 +199,9 @@ qemuMigrationLocalFormat(virBuffer *buf,
 
     virBufferAsprintf(&attrBuf, " phase='%s'",
                       qemuMigrationLocalPhaseTypeToString(local->phase));
+    if (local->generation != QEMU_MIGRATION_LOCAL_GENERATION_NONE)
+        virBufferAsprintf(&attrBuf, " generation='%s'",
+                          qemuMigrationLocalGenerationTypeToString(local->generation));
 
     if (local->source.pid > 0)
         qemuMigrationLocalProcessFormat(&childBuf, "source", &local->source);
@@ -345,6 +354,11 @@ qemuMigrationLocalParseState(xmlXPathContextPtr ctxt,
                        VIR_XML_PROP_REQUIRED, &phase) < 0)
         return -1;
     state->phase = phase;
+
+    if (virXMLPropEnum(node, "generation",
+                       qemuMigrationLocalGenerationTypeFromString,
+                       VIR_XML_PROP_NONZERO, &state->generation) < 0)
+        return -1;
 
     if (!(target = virXPathNode("./target", ctxt))) {
         virReportError(VIR_ERR_INTERNAL_ERROR, "%s",

@@ -35,6 +35,16 @@ typedef enum {
 } qemuMigrationLocalPhase;
 VIR_ENUM_DECL(qemuMigrationLocalPhase);
 
+/* The generation of QEMU's interface a job hands TAPs over in, chosen
+ * once from both binaries when it prepares (docs/localmig-generations.rst). */
+typedef enum {
+    QEMU_MIGRATION_LOCAL_GENERATION_NONE = 0, /* no TAP is handed over */
+    QEMU_MIGRATION_LOCAL_GENERATION_V10,
+
+    QEMU_MIGRATION_LOCAL_GENERATION_LAST
+} qemuMigrationLocalGeneration;
+VIR_ENUM_DECL(qemuMigrationLocalGeneration);
+
 /* Which process a network backend belongs to; see DESIGN section 6. */
 typedef enum {
     QEMU_MIGRATION_LOCAL_NET_OWNER_SOURCE = 0, /* the running (old) process */
@@ -78,6 +88,7 @@ struct _qemuMigrationLocalProcess {
 typedef struct _qemuMigrationLocal qemuMigrationLocal;
 struct _qemuMigrationLocal {
     qemuMigrationLocalPhase phase;
+    qemuMigrationLocalGeneration generation;
     qemuMigrationLocalProcess source; /* the old process, from SWITCHOVER on */
     qemuMigrationLocalProcess target;
     size_t nnets;
