@@ -533,6 +533,11 @@ typedef virJSONValue *
 
 struct _qemuMigrationLocalDialect {
     qemuMigrationLocalGeneration generation;
+    /* what a domain's process needs from its binary at start for an
+     * interface with <backend transfer='on'/>, and the device property
+     * set then (NULL: none) */
+    virQEMUCapsFlags startCaps[2];
+    const char *startDeviceProp;
     /* the running process: its device sends the TAP */
     virQEMUCapsFlags sourceCaps[3];
     /* the new process: its netdev waits for it */
@@ -568,6 +573,8 @@ qemuMigrationLocalIncomingNetdevV10(virDomainNetDef *net,
 
 static const qemuMigrationLocalDialect qemuMigrationLocalDialects[] = {
     { .generation = QEMU_MIGRATION_LOCAL_GENERATION_V10,
+      .startCaps = { QEMU_CAPS_VIRTIO_NET_BACKEND_TRANSFER, QEMU_CAPS_LAST },
+      .startDeviceProp = "backend-transfer",
       .sourceCaps = { QEMU_CAPS_MIGRATION_PARAM_BACKEND_TRANSFER,
                       QEMU_CAPS_VIRTIO_NET_BACKEND_TRANSFER,
                       QEMU_CAPS_LAST },
@@ -689,6 +696,83 @@ qemuMigrationLocalDialectSelect(virQEMUCaps *srcCaps,
                        dstBinary, virBufferCurrentContent(&dstMissing));
     }
     return NULL;
+}
+
+
+/* The generation a process of @caps starts its interfaces in: the first
+ * row whose start needs it has, with what it lacks of the last row in
+ * @missing otherwise. */
+static const qemuMigrationLocalDialect *
+qemuMigrationLocalDialectForStart(virQEMUCaps *caps,
+                                  virBuffer *missing)
+{
+    size_t i;
+
+    for (i = 0; i < G_N_ELEMENTS(qemuMigrationLocalDialects); i++) {
+        virBufferFreeAndReset(missing);
+        qemuMigrationLocalDialectMissing(caps, qemuMigrationLocalDialects[i].startCaps,
+                                         missing);
+        if (virBufferUse(missing) == 0)
+            return &qemuMigrationLocalDialects[i];
+    }
+    return NULL;
+}
+
+
+/**
+ * qemuMigrationLocalValidateNet:
+ * @net: an interface of a domain about to start
+ * @caps: the capabilities of its QEMU binary
+ *
+ * An interface with <backend transfer='on'/> needs a binary that starts
+ * it in some generation of the interface.
+ *
+ * Returns 0 if it can start, -1 with an error naming what is missing.
+ */
+int
+qemuMigrationLocalValidateNet(const virDomainNetDef *net,
+                              virQEMUCaps *caps)
+{
+    g_auto(virBuffer) missing = VIR_BUFFER_INITIALIZER;
+
+    if (net->backend.transfer != VIR_TRISTATE_SWITCH_ON ||
+        qemuMigrationLocalDialectForStart(caps, &missing))
+        return 0;
+
+    virReportError(VIR_ERR_CONFIG_UNSUPPORTED,
+                   _("virtio-net backend transfer is not supported with this QEMU binary: it lacks %1$s"),
+                   virBufferCurrentContent(&missing));
+    return -1;
+}
+
+
+/**
+ * qemuMigrationLocalNicDevProps:
+ * @net: an interface with a virtio model
+ * @caps: the capabilities of its QEMU binary
+ * @props: its -device properties
+ *
+ * Adds what the generation the binary starts in sets on the device for
+ * <backend transfer> (v10: the virtio-net property, on or off as the
+ * attribute says).
+ *
+ * Returns 0 on success, -1 on error.
+ */
+int
+qemuMigrationLocalNicDevProps(const virDomainNetDef *net,
+                              virQEMUCaps *caps,
+                              virJSONValue *props)
+{
+    g_auto(virBuffer) missing = VIR_BUFFER_INITIALIZER;
+    const qemuMigrationLocalDialect *dialect;
+
+    if (net->backend.transfer == VIR_TRISTATE_SWITCH_ABSENT ||
+        !(dialect = qemuMigrationLocalDialectForStart(caps, &missing)) ||
+        !dialect->startDeviceProp)
+        return 0;
+
+    return virJSONValueObjectAppendBoolean(props, dialect->startDeviceProp,
+                                           net->backend.transfer == VIR_TRISTATE_SWITCH_ON);
 }
 
 

@@ -27,6 +27,7 @@
 #include "virxml.h"
 #include "qemu_migration_params.h"
 #include "qemu_monitor.h"
+#include "qemu_capabilities.h"
 #include "qemu_migration_local_state.h"
 
 int
@@ -53,6 +54,15 @@ qemuMigrationLocalRecover(virQEMUDriver *driver,
 char *
 qemuMigrationLocalPidfilePath(const char *stateDir,
                               const virDomainDef *def);
+
+int
+qemuMigrationLocalValidateNet(const virDomainNetDef *net,
+                              virQEMUCaps *caps);
+
+int
+qemuMigrationLocalNicDevProps(const virDomainNetDef *net,
+                              virQEMUCaps *caps,
+                              virJSONValue *props);
 
 virJSONValue *
 qemuMigrationLocalIncomingNetProps(virDomainObj *vm,
