@@ -66,19 +66,17 @@ taps() {
         awk '$2 == "bridge" { b = $1 } $2 == "ethernet" { e = $1 } END { print b, e }'
 }
 
-# identity TAP...: "name ifindex master-and-port" of each TAP
+# identity TAP...: "name ifindex master (port P)" of each TAP, a line each
 identity() {
     local t
     for t in "$@"; do
-        tap_info "$t" | awk '/^(tap|ifindex|master):/ { sub(/^[a-z]+: /, ""); printf "%s ", $0 }'
+        lm_tap_info ident "$t"
         echo
     done
 }
 
 # holders TAP: "PID queues=N" for each process holding a queue of TAP
-holders() {
-    tap_info "$1" | awk '/^holder: [0-9]/ { printf "%s %s ", $2, $4 }'
-}
+holders() { lm_tap_info queues "$1"; }
 
 # script_calls: the script log, one call per line, sorted
 script_calls() { sort "$scripts" | tr '\n' ',' ; }

@@ -94,11 +94,7 @@ step_steady_ping() {
 
 # tap_line TAP: "name, ifindex N, port P of BRIDGE, held by PID (comm)"
 tap_line() {
-    lm_nsexec "$LIBVIRT_BUILDDIR/run" "$LIBVIRT_BUILDDIR/tools/virt-tap-info" "$1" |
-        awk '/^tap:/ { t = $2 } /^ifindex:/ { i = $2 }
-             /^master:/ { m = $2; p = $4; sub(/\)/, "", p) }
-             /^holder: [0-9]/ { h = h (h ? ", " : "") $2 " " $3 }
-             END { printf "%s, ifindex %s, port %s of %s, held by %s", t, i, p, m, h }'
+    lm_tap_info summary "$1"
 }
 
 # The main event: virsh migrate --live --local-backend-transfer inside a

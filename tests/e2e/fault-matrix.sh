@@ -117,8 +117,7 @@ dom_taps() { lh_virsh domiflist "$dom" 2>/dev/null | awk 'NF && $1 != "-" { prin
 
 # holders TAP: the pids that hold a queue of TAP
 holders() {
-    ip netns exec "$LM_NS" "$LIBVIRT_BUILDDIR/run" "$LIBVIRT_BUILDDIR/tools/virt-tap-info" "$1" |
-        sed -n 's/^holder: \([0-9]*\) .*/\1/p' | sort -u | tr '\n' ' ' || :
+    lm_tap_info holders "$1" || :
 }
 
 job_none() { lh_virsh domjobinfo "$dom" 2>/dev/null | grep -q '^Job type: *None'; }

@@ -59,8 +59,7 @@ tap_of() {
 }
 
 holders() {
-    lm_nsexec "$LIBVIRT_BUILDDIR/run" "$LIBVIRT_BUILDDIR/tools/virt-tap-info" "$1" |
-        awk '/^holder: [0-9]/ { printf "%s ", $2 }'
+    lm_tap_info holders "$1"
 }
 
 ifindex() { lm_nsexec cat "/sys/class/net/$1/ifindex"; }

@@ -227,6 +227,16 @@ lm_netns_destroy() {
 # lm_nsexec CMD...: run CMD inside the test's namespace.
 lm_nsexec() { ip netns exec "$LM_NS" "$@"; }
 
+# lm_tap_info VIEW TAP...: what virt-tap-info --json says of the TAPs of
+# the test's namespace, in one VIEW of lib/tapinfo.py (holders, queues,
+# ident, summary); fails when a TAP is no device there.
+lm_tap_info() {
+    local view=$1
+    shift
+    lm_nsexec "$LIBVIRT_BUILDDIR/run" "$LIBVIRT_BUILDDIR/tools/virt-tap-info" --json "$@" |
+        python3 "$LM_LIB_DIR/tapinfo.py" "$view"
+}
+
 # ---- leftover check ----------------------------------------------------------
 # lm_leftovers [--ns NS] [--match STR]... [DIR]...
 # Prints one line per thing left behind and fails if there is any:
