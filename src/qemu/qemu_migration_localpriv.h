@@ -18,7 +18,7 @@
  */
 
 #ifndef LIBVIRT_QEMU_MIGRATION_LOCALPRIV_H_ALLOW
-# error "qemu_migration_localpriv.h may only be included by qemu_migration_local.c or test suites"
+# error "qemu_migration_localpriv.h may only be included by the local migration module (qemu_migration_local*.c) or test suites"
 #endif /* LIBVIRT_QEMU_MIGRATION_LOCALPRIV_H_ALLOW */
 
 #pragma once
@@ -84,6 +84,31 @@ qemuMigrationLocalLookupCaps(virQEMUDriver *driver,
 
 typedef struct _qemuMigrationLocalDialect qemuMigrationLocalDialect;
 
+/* The new process's netdev for a TAP that arrives in the stream. */
+typedef virJSONValue *
+(*qemuMigrationLocalIncomingNetdevFunc)(virDomainNetDef *net,
+                                        bool vhost,
+                                        const char *vhostfdField,
+                                        const char *vhostfdArg);
+
+struct _qemuMigrationLocalDialect {
+    qemuMigrationLocalGeneration generation;
+    /* what a domain's process needs from its binary at start for an
+     * interface with <backend transfer='on'/>, and the device property
+     * set then (NULL: none) */
+    virQEMUCapsFlags startCaps[2];
+    const char *startDeviceProp;
+    /* the running process: its device sends the TAP */
+    virQEMUCapsFlags sourceCaps[3];
+    /* the new process: its netdev waits for it */
+    virQEMUCapsFlags targetCaps[4];
+    qemuMigrationParam param;
+    qemuMigrationLocalIncomingNetdevFunc incomingNetdev;
+};
+
+const qemuMigrationLocalDialect *
+qemuMigrationLocalDialectGet(qemuMigrationLocalGeneration generation);
+
 const qemuMigrationLocalDialect *
 qemuMigrationLocalDialectSelect(virQEMUCaps *srcCaps,
                                 const char *srcBinary,
@@ -97,3 +122,21 @@ int
 qemuMigrationLocalPrepareHandover(qemuMigrationLocal *local,
                                   virDomainDef *oldDef,
                                   virDomainDef *newDef);
+
+/* qemu_migration_local_handover.c */
+bool
+qemuMigrationLocalNetIsHandedOver(const virDomainNetDef *net);
+
+int
+qemuMigrationLocalCheckHandover(virDomainDef *def);
+
+void
+qemuMigrationLocalSetOwner(qemuMigrationLocal *local,
+                           qemuMigrationLocalNetOwner owner);
+
+void
+qemuMigrationLocalDropHandedOver(qemuMigrationLocal *local,
+                                 virDomainDef *def);
+
+void
+qemuMigrationLocalEndHandover(virDomainDef *def);
