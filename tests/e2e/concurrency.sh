@@ -187,8 +187,7 @@ tap_check "$domA: undefine" lh_virsh undefine "$domA" || :
 # ---- shutdown racing the switchover ----------------------------------------------
 # A shutdown needs a job the migration's does not allow: it waits until the
 # job ends, then the power button is pressed on whichever QEMU runs B.
-taps=$(lh_virsh domiflist "$domB" | awk 'NF { print $1 }' | tr '
-' ' ')
+taps=$(lh_virsh domiflist "$domB" | awk 'NF { print $1 }' | tr '\n' ' ')
 pb=$(lh_qemu_pid "$domB")
 b_gone() { [ -z "$(qemu_of_dom "$domB")" ] && [ "$(lh_virsh domstate "$domB" 2>&1)" = "shut off" ]; }
 lh_point_arm switchover
