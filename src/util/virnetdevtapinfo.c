@@ -38,7 +38,7 @@
 #include "virerror.h"
 #include "virfile.h"
 #include "virlog.h"
-#include "virstring.h"
+#include "virnetdev.h"
 
 #define VIR_FROM_THIS VIR_FROM_NONE
 
@@ -191,11 +191,11 @@ virNetDevTapInfoScanProcess(virNetDevTapInfo *info,
 }
 
 
+/* Its port number on its bridge; NULL if it has none or it is unknown. */
 static char *
-virNetDevTapInfoSysfs(const char *tap,
-                      const char *file)
+virNetDevTapInfoBridgePort(const char *tap)
 {
-    g_autofree char *path = g_strdup_printf("/sys/class/net/%s/%s", tap, file);
+    g_autofree char *path = g_strdup_printf("/sys/class/net/%s/brport/port_no", tap);
     char *value = NULL;
 
     if (!g_file_get_contents(path, &value, NULL, NULL))
@@ -216,18 +216,20 @@ virNetDevTapInfo *
 virNetDevTapInfoGet(const char *tap)
 {
     g_autoptr(virNetDevTapInfo) info = g_new0(virNetDevTapInfo, 1);
-    g_autofree char *ifindex = virNetDevTapInfoSysfs(tap, "ifindex");
-    g_autofree char *masterPath = g_strdup_printf("/sys/class/net/%s/master", tap);
-    g_autofree char *master = g_file_read_link(masterPath, NULL);
     g_autoptr(GDir) proc = NULL;
     const char *pid;
     struct stat here;
+    int ifindex;
 
-    if (!ifindex ||
-        virStrToLong_ui(ifindex, NULL, 10, &info->ifindex) < 0) {
+    if (virNetDevExists(tap) != 1) {
         virReportSystemError(ENODEV, _("no network device '%1$s' here"), tap);
         return NULL;
     }
+
+    if (virNetDevGetIndex(tap, &ifindex) < 0 ||
+        virNetDevGetMaster(tap, &info->master) < 0)
+        return NULL;
+    info->ifindex = ifindex;
 
     if (stat("/proc/self/ns/net", &here) < 0) {
         virReportSystemError(errno, "%s",
@@ -236,10 +238,8 @@ virNetDevTapInfoGet(const char *tap)
     }
 
     info->name = g_strdup(tap);
-    if (master) {
-        info->master = g_path_get_basename(master);
-        info->port = virNetDevTapInfoSysfs(tap, "brport/port_no");
-    }
+    if (info->master)
+        info->port = virNetDevTapInfoBridgePort(tap);
 
     if (!(proc = g_dir_open("/proc", 0, NULL))) {
         virReportSystemError(errno, "%s", _("cannot read /proc"));
