@@ -30,140 +30,14 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo=$(cd "$here/../.." && pwd)
-# shellcheck source=../../tests/e2e/lib/common.sh
-. "$repo/tests/e2e/lib/common.sh"
-
-[ "$(id -u)" = 0 ] || tap_skip_all "needs root (network namespace, TAP)"
-[ -c /dev/net/tun ] || tap_skip_all "no /dev/net/tun"
-
-qemu_env="${LOCALMIG_BUILD_ROOT:-$repo/_build}/qemu/qemu.env"
-[ -f "$qemu_env" ] || tap_skip_all "no reference QEMU: run qemu/build.sh first"
-# shellcheck disable=SC1090
-. "$qemu_env"
-[ -x "$QEMU_BIN" ] || tap_skip_all "$QEMU_BIN missing: run qemu/build.sh"
-
-"$repo/tests/e2e/guest/build-guest.sh" >/dev/null 2>&1 ||
-    tap_skip_all "cannot build the test guest (tests/e2e/guest/build-guest.sh)"
-# shellcheck disable=SC1090
-. "${LOCALMIG_CACHE:-/var/cache/libvirt-localmig}/guest/guest.env"
-
-PY=/usr/bin/python3
-QMP="$PY $here/lmqmp.py"
-TAPTOOL="$PY $here/taptool.py"
-MAC=52:54:00:4c:4d:02
-GUEST=$GUEST_IP
+# shellcheck source=lib.sh
+. "$here/lib.sh"
 
 tap_plan 49
 
 lm_tmpdir
 lm_netns_create bt
 T=$LM_TMP
-
-# ---- helpers -----------------------------------------------------------------
-# qmp NAME CMD [JSON]: run a command on QEMU NAME (socket $T/NAME.qmp).
-qmp() { $QMP "$T/$1.qmp" cmd "$2" ${3:+"$3"}; }
-
-# start_qemu NAME ARGS...: QEMU NAME in the namespace, in the background,
-# stderr to $T/NAME.log; waits for its QMP socket.  No -L: the binary must
-# find its firmware by itself, as when libvirt runs it.
-start_qemu() {
-    local name=$1 pid; shift
-    rm -f "$T/$name.qmp"
-    ip netns exec "$LM_NS" "$QEMU_BIN" -nodefaults -no-user-config \
-        -display none -machine pc,accel=tcg -m "$GUEST_MEM_MIB" \
-        -qmp "unix:$T/$name.qmp,server=on,wait=off" \
-        -serial "file:$T/$name.serial" "$@" \
-        </dev/null >"$T/$name.log" 2>&1 &
-    pid=$!
-    disown "$pid"       # no job notice when a test kills it
-    echo "$pid" >"$T/$name.pid"
-    lm_wait_until 20 test -S "$T/$name.qmp" || {
-        tap_diag "$name did not start:" "$(cat "$T/$name.log")"
-        return 1
-    }
-}
-
-qpid() { cat "$T/$1.pid"; }
-
-# guest_args TAPNAME QUEUES DEVICE_EXTRA: a source running the guest.
-guest_args() {
-    local tap=$1 queues=$2 extra=$3 mq=
-    [ "$queues" -gt 1 ] && mq=",mq=on,vectors=$((2 * queues + 2))"
-    echo "-kernel $GUEST_KERNEL -initrd $GUEST_INITRD" \
-         "-netdev tap,id=net0,ifname=$tap,queues=$queues,script=no,downscript=no" \
-         "-device virtio-net-pci,netdev=net0,mac=$MAC$mq$extra"
-}
-
-# dest_args QUEUES DEVICE_EXTRA: a destination waiting for the TAP.
-dest_args() {
-    local queues=$1 extra=$2 mq=
-    [ "$queues" -gt 1 ] && mq=",mq=on,vectors=$((2 * queues + 2))"
-    echo "-netdev tap,id=net0,incoming-fds=on,queues=$queues,script=no,downscript=no" \
-         "-device virtio-net-pci,netdev=net0,mac=$MAC$mq$extra" \
-         "-incoming defer"
-}
-
-# boot_guest NAME TAPNAME QUEUES DEVICE_EXTRA [QEMU ARGS...]
-boot_guest() {
-    local name=$1 tap=$2 queues=$3 extra=$4; shift 4
-    # shellcheck disable=SC2046
-    start_qemu "$name" $(guest_args "$tap" "$queues" "$extra") \
-        -append "$GUEST_CMDLINE" "$@" || return 1
-    # QEMU created the TAP; plug it into the bridge as libvirt would.
-    lm_wait_until 10 ip -n "$LM_NS" link show "$tap" || return 1
-    ip -n "$LM_NS" link set "$tap" master "$LM_BRIDGE"
-    ip -n "$LM_NS" link set "$tap" up
-    lm_wait_until 60 grep -q "$GUEST_READY_MARKER" "$T/$name.serial" || {
-        tap_diag "guest did not come up:" "$(tail -n 20 "$T/$name.serial")"
-        return 1
-    }
-    lm_wait_until 30 lm_nsexec ping -c 1 -W 1 "$GUEST"
-}
-
-set_backend_transfer() {   # NAME true|false
-    qmp "$1" migrate-set-parameters "{\"backend-transfer\": $2}" >/dev/null
-}
-
-# migrate_fd SRC DST: over a socketpair, both ends handed over with getfd.
-migrate_fd() { $QMP migrate-fd "$T/$1.qmp" "$T/$2.qmp"; }
-
-# wait_migration NAME [TIMEOUT]: prints key=value, fails unless completed.
-wait_migration() { $QMP "$T/$1.qmp" wait-migration "${2:-120}"; }
-
-status_of() { qmp "$1" query-status | $PY -c 'import json,sys; print(json.load(sys.stdin)["status"])'; }
-
-# tap_state NAME: the settings of NAME's first TAP fd, then ethtool's
-# offload view of the device; what a destination must not change.
-tap_state() {
-    local pid fd
-    pid=$(qpid "$1")
-    fd=$($TAPTOOL fds "$pid" | awk 'NR == 1 { print $1 }')
-    [ -n "$fd" ] || { echo "no TAP fd in $1"; return 1; }
-    $TAPTOOL state "$pid" "$fd"
-    lm_nsexec ethtool -k "$2" | grep -v '^Features for'
-}
-
-# payload_ping COUNT: pings with a pattern; ping reports mismatches as
-# "wrong data byte"; all must come back intact.
-payload_ping() {
-    local out
-    out=$(lm_nsexec ping -n -c "$1" -i 0.01 -W 1 -s 1200 -p a55a0ff0c33c "$GUEST" 2>&1) || {
-        echo "$out" | tail -n 3; return 1; }
-    if echo "$out" | grep -qi 'wrong data'; then
-        echo "$out" | grep -i 'wrong data' | head -n 3; return 1
-    fi
-    echo "$out" | grep -q " $1 received" || { echo "$out" | tail -n 2; return 1; }
-}
-
-ifindex() { ip -n "$LM_NS" -o link show "$1" | cut -d: -f1; }
-
-quit_qemu() {
-    local pid
-    pid=$(qpid "$1")
-    qmp "$1" quit >/dev/null 2>&1 || true
-    lm_wait_until 10 lm_pid_gone "$pid" || kill -KILL "$pid" 2>/dev/null || true
-}
 
 # ---- 1. interface probes -----------------------------------------------------
 start_qemu probe -S -netdev user,id=u0 || tap_bail "QEMU does not start"
@@ -300,25 +174,7 @@ tap_result $? "guest answered pings throughout (largest gap ${gap} ms, ${lost} l
 mv "$T/dst.pid" "$T/g1.pid"; mv "$T/dst.qmp" "$T/g1.qmp"   # the guest's QEMU now
 # shellcheck disable=SC2046
 start_qemu dst2 $(dest_args 1 ",backend-transfer=on") || tap_bail "destination does not start"
-# failed_load SRC DST TAP STATE MESSAGE WHAT: migrate SRC into DST, which
-# must fail its load with MESSAGE in its log; then SRC must still run on
-# TAP with its settings STATE unchanged, answering payload pings.
-failed_load() {
-    local src=$1 dst=$2 tap=$3 state=$4 msg=$5 what=$6 rc
-    migrate_fd "$src" "$dst" || tap_bail "cannot start the migration"
-    wait_migration "$src" 60 >/dev/null && rc=0 || rc=$?
-    lm_wait_until 10 lm_pid_gone "$(qpid "$dst")"
-    grep -q "$msg" "$T/$dst.log" && [ "$rc" -ne 0 ]
-    tap_result $? "$what fails the destination's load" || :
-    tap_diag "destination: $(grep -m1 "$msg" "$T/$dst.log" || tail -n 3 "$T/$dst.log")"
-    lm_wait_until 10 test "$(status_of "$src")" = running &&
-        [ "$(tap_state "$src" "$tap")" = "$state" ] && payload_ping 50 >/dev/null
-    tap_result $? "source keeps running on its TAP, unchanged, pings pass" || :
-}
 
-postcopy() {   # NAME true|false
-    qmp "$1" migrate-set-capabilities "{\"capabilities\": [{\"capability\": \"postcopy-ram\", \"state\": $2}]}" >/dev/null
-}
 for q in g1 dst2; do
     set_backend_transfer "$q" true
     postcopy "$q" true
