@@ -23,6 +23,7 @@
 #include "testutils.h"
 #include "testutilsqemu.h"
 #include "testutilsqemuschema.h"
+#include "qemu/qemu_alias.h"
 #include "qemu/qemu_command.h"
 #include "qemu/qemu_domain.h"
 #include "qemu/qemu_fd.h"
@@ -45,6 +46,9 @@ static virQEMUDriver driver;
  * backend transfer interface */
 static GHashTable *localmigSchema;
 static virQEMUCaps *localmigCaps;
+/* the same binary exposing only the upstream generation */
+static GHashTable *upstreamSchema;
+static virQEMUCaps *upstreamCaps;
 
 /* Each check either passes or fails with an error whose message contains
  * @error: the option, flag or device the user has to change. */
@@ -207,8 +211,10 @@ testURI(const void *opaque)
 typedef struct {
     /* capabilities of the running and the new binary, 0-terminated
      * (flag 0 is a retired one) */
-    virQEMUCapsFlags src[4];
-    virQEMUCapsFlags dst[4];
+    virQEMUCapsFlags src[8];
+    virQEMUCapsFlags dst[8];
+    /* the generation the running process took its TAPs in */
+    qemuMigrationLocalGeneration srcTook;
     const char *dialect;
     const char *error;
 } testDialectData;
@@ -228,6 +234,7 @@ testDialect(const void *opaque)
         virQEMUCapsSet(dst, data->dst[i]);
 
     dialect = qemuMigrationLocalDialectSelect(src, "/usr/bin/qemu-old",
+                                              data->srcTook,
                                               dst, "/opt/qemu-new");
     if (testCheckResult(dialect ? 0 : -1, data->error) < 0)
         return -1;
@@ -272,7 +279,8 @@ testAllowBackendTransfer(GHashTable *schema)
 /* @args, the arguments of QMP @command, are @expect and valid for the
  * reference QEMU. */
 static int
-testCheckArguments(const char *command,
+testCheckArguments(GHashTable *schema,
+                   const char *command,
                    virJSONValue *args,
                    const char *expect)
 {
@@ -284,7 +292,7 @@ testCheckArguments(const char *command,
         return -1;
     }
 
-    if (testQEMUSchemaValidateCommand(command, args, localmigSchema,
+    if (testQEMUSchemaValidateCommand(command, args, schema,
                                       false, false, false, &debug) < 0) {
         VIR_TEST_VERBOSE("\nnot valid for the reference QEMU: %s",
                          virBufferCurrentContent(&debug));
@@ -298,6 +306,7 @@ typedef struct {
     const char *iface;   /* <interface> of the handed-over TAP */
     size_t nvhostfds;    /* vhost-net fds the new process opened */
     const char *netdev;  /* expected -netdev JSON */
+    bool upstream;       /* the upstream generation, else v10 */
 } testIncomingData;
 
 /* The new process's netdev for a TAP that arrives in the stream. */
@@ -316,8 +325,9 @@ testIncoming(const void *opaque)
         return -1;
     virObjectUnlock(vm);
     /* the new process runs the reference QEMU */
-    QEMU_DOMAIN_PRIVATE(vm)->qemuCaps = virObjectRef(localmigCaps);
-    QEMU_DOMAIN_PRIVATE(vm)->localGeneration = QEMU_MIGRATION_LOCAL_GENERATION_V10;
+    QEMU_DOMAIN_PRIVATE(vm)->qemuCaps = virObjectRef(data->upstream ? upstreamCaps : localmigCaps);
+    QEMU_DOMAIN_PRIVATE(vm)->localGeneration = data->upstream ?
+        QEMU_MIGRATION_LOCAL_GENERATION_LOCAL : QEMU_MIGRATION_LOCAL_GENERATION_V10;
 
     net = vm->def->nets[0];
     net->info.alias = g_strdup("net0");
@@ -335,7 +345,8 @@ testIncoming(const void *opaque)
         return -1;
     qemuDomainNetworkPrivateClearFDs(netpriv);
 
-    return testCheckArguments("netdev_add", props, data->netdev);
+    return testCheckArguments(data->upstream ? upstreamSchema : localmigSchema,
+                              "netdev_add", props, data->netdev);
 }
 
 
@@ -456,7 +467,7 @@ testHandoverPort(const void *opaque G_GNUC_UNUSED)
     }
 
     if (!(props = qemuBuildHostNetProps(vm, newNet)) ||
-        testCheckArguments("netdev_add", props,
+        testCheckArguments(localmigSchema, "netdev_add", props,
                            "{\"type\":\"tap\",\"incoming-fds\":true,\"script\":\"no\","
                            "\"downscript\":\"no\",\"id\":\"hostnet0\"}") < 0)
         return -1;
@@ -465,21 +476,27 @@ testHandoverPort(const void *opaque G_GNUC_UNUSED)
 }
 
 
-/* The migration parameter both processes get. */
+/* The migration parameter both processes get, in each generation. */
 static int
-testParamJSON(const void *opaque G_GNUC_UNUSED)
+testParamJSON(const void *opaque)
 {
+    bool upstream = !!opaque;
+    const qemuMigrationLocalDialect *dialect;
     g_autoptr(qemuMigrationParams) params = NULL;
     g_autoptr(virJSONValue) json = NULL;
 
-    if (!(params = qemuMigrationParamsFromFlags(NULL, 0, VIR_MIGRATE_LIVE,
+    dialect = qemuMigrationLocalDialectGet(upstream ? QEMU_MIGRATION_LOCAL_GENERATION_LOCAL :
+                                           QEMU_MIGRATION_LOCAL_GENERATION_V10);
+    if (!dialect ||
+        !(params = qemuMigrationParamsFromFlags(NULL, 0, VIR_MIGRATE_LIVE,
                                                 QEMU_MIGRATION_SOURCE)) ||
-        qemuMigrationParamsSetBool(params, QEMU_MIGRATION_PARAM_BACKEND_TRANSFER,
-                                   true) < 0 ||
+        qemuMigrationParamsSetBool(params, dialect->param, true) < 0 ||
         !(json = qemuMigrationParamsToJSON(params, false)))
         return -1;
 
-    return testCheckArguments("migrate-set-parameters", json,
+    return testCheckArguments(upstream ? upstreamSchema : localmigSchema,
+                              "migrate-set-parameters", json,
+                              upstream ? "{\"local\":true}" :
                               "{\"backend-transfer\":true}");
 }
 
@@ -518,41 +535,91 @@ testSavesStop(const void *opaque G_GNUC_UNUSED)
 }
 
 
-/*
- * What the new process of a local migration with backend transfer is told
- * over QMP, from the moment it runs until the parameters are reset: the
- * parameters it had are read, backend-transfer is turned on, the stream is
- * taken from the socket pair's end, and backend-transfer goes back to what
- * it was. Every command is checked against the reference QEMU's schema.
- */
+
+typedef struct {
+    bool upstream;      /* the upstream generation, else v10 */
+    const char *param;  /* its migration parameter */
+    /* the netdev and device added after the parameter (NULL: none) */
+    const char *netdev;
+    const char *device;
+} testConversationData;
+
+/* Expects @command with @args (JSON, NULL: none), as the @id-th. */
 static int
-testDstConversation(const void *opaque G_GNUC_UNUSED)
+testExpect(qemuMonitorTest *test,
+           size_t *id,
+           const char *command,
+           const char *args,
+           const char *why,
+           const char *reply)
 {
+    g_autofree char *cmd = NULL;
+
+    cmd = g_strdup_printf("{\"execute\":\"%s\",%s%s%s \"id\":\"libvirt-%zu\"}",
+                          command, args ? " \"arguments\":" : "",
+                          NULLSTR_EMPTY(args), args ? "," : "", ++*id);
+    return qemuMonitorTestAddItemVerbatim(test, cmd, why, reply);
+}
+
+
+/* The new process's QMP conversation, in the order its generation needs:
+ * the parameter on before the stream starts, the netdev and device that
+ * must wait for it, the stream from the socket pair, the parameter reset
+ * afterwards. */
+static int
+testDstConversation(const void *opaque)
+{
+    const testConversationData *data = opaque;
     g_autoptr(virDomainObj) vm = NULL;
     g_autoptr(qemuMonitorTest) test = NULL;
     g_autoptr(qemuMigrationParams) params = NULL;
+    g_autoptr(virJSONValue) netdev = NULL;
+    g_autofree char *on = g_strdup_printf("{\"%s\":true}", data->param);
+    g_autofree char *off = g_strdup_printf("{\"%s\":false}", data->param);
+    g_autofree char *queried = g_strdup_printf("{\"return\":%s}", off);
+    const qemuMigrationLocalDialect *dialect;
     qemuDomainObjPrivate *priv;
     qemuDomainJobPrivate *jobPriv;
     g_autoptr(virBitmap) noCaps = virBitmapNew(QEMU_MIGRATION_CAP_LAST);
     const unsigned int flags = VIR_MIGRATE_LIVE | VIR_MIGRATE_LOCAL |
         VIR_MIGRATE_LOCAL_BACKEND_TRANSFER;
+    size_t id = 0;
     int ret = -1;
 
     if (!(vm = virDomainObjNew(driver.xmlopt)) ||
-        !(vm->def = testParseDef("")))
+        !(vm->def = testParseDef("<interface type='bridge'>"
+                                 "  <source bridge='br0'/><target dev='lmtap0'/>"
+                                 "  <mac address='52:54:00:4c:4d:02'/>"
+                                 "  <model type='virtio'/><backend transfer='on'/>"
+                                 "</interface>")))
         return -1;
     vm->def->id = 2;
     priv = vm->privateData;
     priv->driver = &driver;
     priv->localShadow = true; /* a process of its own: no status XML */
-    priv->qemuCaps = virObjectRef(localmigCaps);
+    priv->qemuCaps = virObjectRef(data->upstream ? upstreamCaps : localmigCaps);
+    priv->localGeneration = data->upstream ? QEMU_MIGRATION_LOCAL_GENERATION_LOCAL :
+                                             QEMU_MIGRATION_LOCAL_GENERATION_V10;
+    dialect = qemuMigrationLocalDialectGet(priv->localGeneration);
     /* what the destination of any migration asks for */
     priv->migrationCaps = virBitmapNew(QEMU_MIGRATION_CAP_LAST);
     ignore_value(virBitmapSetBit(priv->migrationCaps,
                                  QEMU_MIGRATION_CAP_RETURN_PATH));
     jobPriv = vm->job->privateData;
 
-    if (!(test = qemuMonitorTestNew(driver.xmlopt, vm, NULL, localmigSchema))) {
+    /* the command line keeps the netdev and device back, or has them */
+    if (qemuAssignDeviceAliases(vm->def) < 0)
+        return -1;
+    QEMU_DOMAIN_NETWORK_PRIVATE(vm->def->nets[0])->incomingFds = true;
+    if (!(netdev = qemuBuildHostNetProps(vm, vm->def->nets[0])) ||
+        qemuMigrationLocalDeferNic(vm, vm->def->nets[0], &netdev) != !!data->netdev) {
+        VIR_TEST_VERBOSE("\nthe netdev %s on the command line",
+                         data->netdev ? "stays" : "is not");
+        return -1;
+    }
+
+    if (!(test = qemuMonitorTestNew(driver.xmlopt, vm, NULL,
+                                    data->upstream ? upstreamSchema : localmigSchema))) {
         VIR_TEST_VERBOSE("\nno test monitor: %s", virGetLastErrorMessage());
         return -1;
     }
@@ -560,34 +627,33 @@ testDstConversation(const void *opaque G_GNUC_UNUSED)
     /* the test monitor comes locked; the code under test locks it */
     virObjectUnlock(priv->mon);
 
-    if (qemuMonitorTestAddItemVerbatim(test,
-                                       "{\"execute\":\"query-migrate-parameters\","
-                                       " \"id\":\"libvirt-1\"}",
-                                       NULL,
-                                       "{\"return\":{\"backend-transfer\":false}}") < 0 ||
+    if (testExpect(test, &id, "query-migrate-parameters", NULL, NULL, queried) < 0 ||
         qemuMonitorTestAddItem(test, "migrate-set-capabilities",
-                               "{\"return\":{}}") < 0 ||
-        qemuMonitorTestAddItemVerbatim(test,
-                                       "{\"execute\":\"migrate-set-parameters\","
-                                       " \"arguments\":{\"backend-transfer\":true},"
-                                       " \"id\":\"libvirt-3\"}",
-                                       "backend-transfer must be on before the stream starts",
-                                       "{\"return\":{}}") < 0 ||
-        qemuMonitorTestAddItemVerbatim(test,
-                                       "{\"execute\":\"migrate-incoming\","
-                                       " \"arguments\":{\"uri\":\"fd:14\","
-                                       "                \"exit-on-error\":false},"
-                                       " \"id\":\"libvirt-4\"}",
-                                       "the stream must come from the socket pair",
-                                       "{\"return\":{}}") < 0 ||
+                               "{\"return\":{}}") < 0)
+        goto cleanup;
+    ++id;
+    if (testExpect(test, &id, "migrate-set-parameters", on,
+                   "the parameter must be on before the stream starts",
+                   "{\"return\":{}}") < 0)
+        goto cleanup;
+    if (data->netdev &&
+        (testExpect(test, &id, "netdev_add", data->netdev,
+                    "the netdev comes once the parameter is on",
+                    "{\"return\":{}}") < 0 ||
+         testExpect(test, &id, "device_add", data->device,
+                    "its device comes after it", "{\"return\":{}}") < 0))
+        goto cleanup;
+    if (testExpect(test, &id, "migrate-incoming",
+                   "{\"uri\":\"fd:14\", \"exit-on-error\":false}",
+                   "the stream must come from the socket pair",
+                   "{\"return\":{}}") < 0 ||
         qemuMonitorTestAddItem(test, "migrate-set-capabilities",
-                               "{\"return\":{}}") < 0 ||
-        qemuMonitorTestAddItemVerbatim(test,
-                                       "{\"execute\":\"migrate-set-parameters\","
-                                       " \"arguments\":{\"backend-transfer\":false},"
-                                       " \"id\":\"libvirt-6\"}",
-                                       "backend-transfer must be reset afterwards",
-                                       "{\"return\":{}}") < 0)
+                               "{\"return\":{}}") < 0)
+        goto cleanup;
+    ++id;
+    if (testExpect(test, &id, "migrate-set-parameters", off,
+                   "the parameter must be reset afterwards",
+                   "{\"return\":{}}") < 0)
         goto cleanup;
 
     if (virDomainObjBeginAsyncJob(vm, VIR_ASYNC_JOB_MIGRATION_IN,
@@ -597,12 +663,11 @@ testDstConversation(const void *opaque G_GNUC_UNUSED)
 
     if (!(params = qemuMigrationParamsFromFlags(NULL, 0, flags,
                                                 QEMU_MIGRATION_DESTINATION)) ||
-        qemuMigrationParamsSetBool(params, QEMU_MIGRATION_PARAM_BACKEND_TRANSFER,
-                                   true) < 0 ||
+        qemuMigrationParamsSetBool(params, dialect->param, true) < 0 ||
         qemuMigrationParamsCheck(vm, VIR_ASYNC_JOB_MIGRATION_IN, params,
                                  noCaps, noCaps) < 0 ||
-        qemuMigrationDstRun(vm, "fd:14", VIR_ASYNC_JOB_MIGRATION_IN,
-                            params, flags) < 0)
+        qemuMigrationLocalDstRun(vm, "fd:14", VIR_ASYNC_JOB_MIGRATION_IN,
+                                 params, flags) < 0)
         goto endjob;
 
     qemuMigrationParamsReset(vm, VIR_ASYNC_JOB_MIGRATION_IN,
@@ -1118,6 +1183,11 @@ mymain(void)
 #define TEST_CAPS_SRC QEMU_CAPS_MIGRATION_PARAM_BACKEND_TRANSFER, \
                       QEMU_CAPS_VIRTIO_NET_BACKEND_TRANSFER
 #define TEST_CAPS_DST TEST_CAPS_SRC, QEMU_CAPS_NETDEV_TAP_INCOMING_FDS
+/* the upstream generation (QEMU 11.2) */
+#define TEST_CAPS_SRC_UP QEMU_CAPS_MIGRATION_PARAM_LOCAL, \
+                         QEMU_CAPS_NETDEV_TAP_LOCAL_MIGRATION
+#define TEST_CAPS_DST_UP TEST_CAPS_SRC_UP, QEMU_CAPS_NETDEV_TAP_INCOMING_FDS
+#define TEST_CAPS_BOTH TEST_CAPS_DST, TEST_CAPS_SRC_UP
 #define DO_TEST_DIALECT(name, d, err, ...) \
     do { \
         const testDialectData data = { __VA_ARGS__, .dialect = (d), \
@@ -1138,6 +1208,29 @@ mymain(void)
     DO_TEST_DIALECT("new binary without incoming-fds", NULL,
                     "it lacks tap netdev option 'incoming-fds'",
                     .src = { TEST_CAPS_SRC }, .dst = { TEST_CAPS_SRC });
+    DO_TEST_DIALECT("upstream", "local", NULL,
+                    .src = { TEST_CAPS_SRC_UP }, .dst = { TEST_CAPS_DST_UP });
+    /* the newest generation both have */
+    DO_TEST_DIALECT("both binaries both", "local", NULL,
+                    .src = { TEST_CAPS_BOTH }, .dst = { TEST_CAPS_BOTH });
+    DO_TEST_DIALECT("new binary v10 only", "v10", NULL,
+                    .src = { TEST_CAPS_BOTH }, .dst = { TEST_CAPS_DST });
+    DO_TEST_DIALECT("running binary v10 only", "v10", NULL,
+                    .src = { TEST_CAPS_SRC }, .dst = { TEST_CAPS_BOTH });
+    DO_TEST_DIALECT("no generation in common", NULL,
+                    "the running QEMU binary '/usr/bin/qemu-old' hands TAPs over in generation 'v10', which the new process's QEMU binary '/opt/qemu-new' lacks (migration parameter 'backend-transfer', virtio-net property 'backend-transfer')",
+                    .src = { TEST_CAPS_SRC }, .dst = { TEST_CAPS_DST_UP });
+    DO_TEST_DIALECT("old running binary, upstream new one", NULL,
+                    "running QEMU binary '/usr/bin/qemu-old': it lacks migration parameter 'local', tap netdev option 'local-migration-supported'",
+                    .src = { 0 }, .dst = { TEST_CAPS_DST_UP });
+    /* a process whose TAPs came in v10 form hands them over in v10 */
+    DO_TEST_DIALECT("took v10", "v10", NULL,
+                    .src = { TEST_CAPS_BOTH }, .dst = { TEST_CAPS_BOTH },
+                    .srcTook = QEMU_MIGRATION_LOCAL_GENERATION_V10);
+    DO_TEST_DIALECT("took v10, new binary upstream only", NULL,
+                    "new process's QEMU binary '/opt/qemu-new': it lacks migration parameter 'backend-transfer', virtio-net property 'backend-transfer'",
+                    .src = { TEST_CAPS_BOTH }, .dst = { TEST_CAPS_DST_UP },
+                    .srcTook = QEMU_MIGRATION_LOCAL_GENERATION_V10);
 
     if (!(localmigSchema = testQEMUSchemaLoad(abs_srcdir "/qemucapabilitiesdata/caps_10.0.13_x86_64+localmig.replies"))) {
         ret = -1;
@@ -1145,6 +1238,16 @@ mymain(void)
     }
     testAllowBackendTransfer(localmigSchema);
     if (!(localmigCaps = testQemuGetRealCaps("x86_64", "10.0.13", "+localmig",
+                                             capslatest, capscache, NULL, NULL))) {
+        ret = -1;
+        goto cleanup;
+    }
+    if (!(upstreamSchema = testQEMUSchemaLoad(abs_srcdir "/qemucapabilitiesdata/caps_10.0.13_x86_64+localmig-local.replies"))) {
+        ret = -1;
+        goto cleanup;
+    }
+    testAllowBackendTransfer(upstreamSchema);
+    if (!(upstreamCaps = testQemuGetRealCaps("x86_64", "10.0.13", "+localmig-local",
                                              capslatest, capscache, NULL, NULL))) {
         ret = -1;
         goto cleanup;
@@ -1183,6 +1286,23 @@ mymain(void)
                      "\"downscript\":\"no\",\"vhost\":true,"
                      "\"vhostfd\":\"vhostfd-net00\",\"id\":\"hostnet0\"}");
 
+    /* the upstream generation: the tap says it migrates itself */
+#define DO_TEST_INCOMING_UP(name, xml, json) \
+    do { \
+        const testIncomingData data = { .iface = (xml), .netdev = (json), \
+                                        .upstream = true }; \
+        if (virTestRun("incoming netdev upstream " name, testIncoming, &data) < 0) \
+            ret = -1; \
+    } while (0)
+    DO_TEST_INCOMING_UP("single queue", TEST_INCOMING_IFACE(""),
+                        "{\"type\":\"tap\",\"incoming-fds\":true,\"script\":\"no\","
+                        "\"downscript\":\"no\",\"local-migration-supported\":true,"
+                        "\"id\":\"hostnet0\"}");
+    DO_TEST_INCOMING_UP("multiqueue", TEST_INCOMING_IFACE("<driver queues='2'/>"),
+                        "{\"type\":\"tap\",\"incoming-fds\":true,\"script\":\"no\","
+                        "\"downscript\":\"no\",\"queues\":2,"
+                        "\"local-migration-supported\":true,\"id\":\"hostnet0\"}");
+
     if (virTestRun("incoming TAP without a chosen generation", testIncomingNoGeneration, NULL) < 0)
         ret = -1;
     if (virTestRun("private data: every field classified", testPrivFieldsClassified, NULL) < 0)
@@ -1201,18 +1321,37 @@ mymain(void)
     if (virTestRun("handover keeps the network port", testHandoverPort, NULL) < 0)
         ret = -1;
 
-    if (virTestRun("migration parameter backend-transfer", testParamJSON, NULL) < 0)
+    if (virTestRun("migration parameter backend-transfer", testParamJSON, NULL) < 0 ||
+        virTestRun("migration parameter local", testParamJSON, "upstream") < 0)
         ret = -1;
 
     if (virTestRun("no status write at the stop of a local migration",
                    testSavesStop, NULL) < 0)
         ret = -1;
-    if (virTestRun("QMP conversation of the new process", testDstConversation, NULL) < 0)
-        ret = -1;
+    {
+        const testConversationData v10 = { .param = "backend-transfer" };
+        const testConversationData upstream = {
+            .upstream = true, .param = "local",
+            .netdev = "{\"type\":\"tap\",\"incoming-fds\":true,\"script\":\"no\","
+                      "\"downscript\":\"no\",\"local-migration-supported\":true,"
+                      "\"id\":\"hostnet0\"}",
+            .device = "{\"driver\":\"virtio-net-pci\",\"netdev\":\"hostnet0\","
+                      "\"id\":\"net0\",\"mac\":\"52:54:00:4c:4d:02\","
+                      "\"bus\":\"pci.0\",\"addr\":\"0x2\"}",
+        };
+
+        if (virTestRun("QMP conversation of the new process, v10",
+                       testDstConversation, &v10) < 0 ||
+            virTestRun("QMP conversation of the new process, upstream",
+                       testDstConversation, &upstream) < 0)
+            ret = -1;
+    }
 
  cleanup:
     g_clear_pointer(&localmigCaps, virObjectUnref);
     g_clear_pointer(&localmigSchema, g_hash_table_unref);
+    g_clear_pointer(&upstreamCaps, virObjectUnref);
+    g_clear_pointer(&upstreamSchema, g_hash_table_unref);
     qemuTestDriverFree(&driver);
     return ret == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

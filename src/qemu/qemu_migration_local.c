@@ -171,6 +171,7 @@ qemuMigrationLocalSetupBackendTransfer(virDomainObj *vm,
 
     if (!(dialect = qemuMigrationLocalDialectSelect(priv->qemuCaps,
                                                     vm->def->emulator,
+                                                    priv->localGeneration,
                                                     dstCaps,
                                                     newDef->emulator)))
         return -1;
@@ -523,8 +524,9 @@ qemuMigrationLocalLaunch(virQEMUDriver *driver,
     /* the source enables no capability that needs this side's consent */
     if (qemuMigrationParamsCheck(shadow, VIR_ASYNC_JOB_MIGRATION_IN,
                                  dstParams, noCaps, noCaps) < 0 ||
-        qemuMigrationDstRun(shadow, incoming->uri, VIR_ASYNC_JOB_MIGRATION_IN,
-                            dstParams, flags) < 0)
+        qemuMigrationLocalDstRun(shadow, incoming->uri,
+                                 VIR_ASYNC_JOB_MIGRATION_IN, dstParams,
+                                 flags) < 0)
         goto cleanup;
 
     ret = 0;

@@ -64,6 +64,23 @@ qemuMigrationLocalNicDevProps(const virDomainNetDef *net,
                               virQEMUCaps *caps,
                               virJSONValue *props);
 
+int
+qemuMigrationLocalHostNetProps(const virDomainNetDef *net,
+                               virQEMUCaps *caps,
+                               virJSONValue *props);
+
+int
+qemuMigrationLocalDeferNic(virDomainObj *vm,
+                           virDomainNetDef *net,
+                           virJSONValue **netdev);
+
+int
+qemuMigrationLocalDstRun(virDomainObj *vm,
+                         const char *uri,
+                         virDomainAsyncJob asyncJob,
+                         qemuMigrationParams *params,
+                         unsigned int flags);
+
 virJSONValue *
 qemuMigrationLocalIncomingNetProps(virDomainObj *vm,
                                    virDomainNetDef *net,

@@ -42,6 +42,7 @@ VIR_ENUM_IMPL(qemuMigrationLocalGeneration,
               QEMU_MIGRATION_LOCAL_GENERATION_LAST,
               "none",
               "v10",
+              "local",
 );
 
 VIR_ENUM_IMPL(qemuMigrationLocalNetOwner,

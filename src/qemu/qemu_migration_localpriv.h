@@ -84,26 +84,27 @@ qemuMigrationLocalLookupCaps(virQEMUDriver *driver,
 
 typedef struct _qemuMigrationLocalDialect qemuMigrationLocalDialect;
 
-/* The new process's netdev for a TAP that arrives in the stream. */
-typedef virJSONValue *
-(*qemuMigrationLocalIncomingNetdevFunc)(virDomainNetDef *net,
-                                        bool vhost,
-                                        const char *vhostfdField,
-                                        const char *vhostfdArg);
-
+/* One generation of QEMU's interface for handing a TAP over: what it
+ * needs of each binary and does on each side. */
 struct _qemuMigrationLocalDialect {
     qemuMigrationLocalGeneration generation;
     /* what a domain's process needs from its binary at start for an
-     * interface with <backend transfer='on'/>, and the device property
-     * set then (NULL: none) */
+     * interface with <backend transfer='on'/>, and the device and netdev
+     * properties set on then (NULL: none) */
     virQEMUCapsFlags startCaps[2];
     const char *startDeviceProp;
-    /* the running process: its device sends the TAP */
+    const char *startNetdevProp;
+    /* the running process sends the TAP */
     virQEMUCapsFlags sourceCaps[3];
     /* the new process: its netdev waits for it */
     virQEMUCapsFlags targetCaps[4];
     qemuMigrationParam param;
-    qemuMigrationLocalIncomingNetdevFunc incomingNetdev;
+    /* set on the new process's tap besides incoming-fds (NULL: none) */
+    const char *incomingNetdevProp;
+    /* the new process's netdev may only exist once the parameter is
+     * set: the netdev and its device are added over the monitor then,
+     * before the incoming migration starts */
+    bool deferNic;
 };
 
 const qemuMigrationLocalDialect *
@@ -112,8 +113,13 @@ qemuMigrationLocalDialectGet(qemuMigrationLocalGeneration generation);
 const qemuMigrationLocalDialect *
 qemuMigrationLocalDialectSelect(virQEMUCaps *srcCaps,
                                 const char *srcBinary,
+                                qemuMigrationLocalGeneration srcTook,
                                 virQEMUCaps *dstCaps,
                                 const char *dstBinary);
+
+int
+qemuMigrationLocalAddDeferredNics(virDomainObj *vm,
+                                  qemuMonitor *mon);
 
 const char *
 qemuMigrationLocalDialectName(const qemuMigrationLocalDialect *dialect);
