@@ -18,6 +18,13 @@
 #     starts, naming the binary and what it lacks.
 # TAP output.
 #
+# Usage: backend-transfer.sh [v10|upstream]
+#   v10 (default): the reference QEMU exposing only the v10 generation.
+#   upstream: the reference QEMU exposing both; libvirt must choose the
+#     newer one (`local`, netdev_add after the parameter).  Its last part
+#     is then, instead of QEMU 7.2, a pair of binaries with no generation
+#     in common (v10 only, upstream only), refused naming the binary.
+#
 # Env: as local-migrate.sh; the reference QEMU comes from qemu/build.sh.
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
@@ -31,8 +38,17 @@ top=$(cd "$LM_E2E_DIR/../.." && pwd)
 qemu_env=${LOCALMIG_BUILD_ROOT:-$top/_build}/qemu/qemu.env
 [ -f "$qemu_env" ] || tap_skip_all "no reference QEMU: run qemu/build.sh (./localmig build)"
 . "$qemu_env"
-[ -x "$QEMU_BIN" ] || tap_skip_all "$QEMU_BIN missing: run qemu/build.sh"
-QEMU=$QEMU_BIN
+GEN=${1:-v10}
+case $GEN in
+    v10) QEMU=${QEMU_BIN_V10:-}; param=backend-transfer; conv_more=
+         startprop='"backend-transfer":true' ;;
+    upstream) QEMU=$QEMU_BIN; param=local
+         conv_more=" (the newer generation; the new process's netdev_add and device_add after it)"
+         startprop='"local-migration-supported":true' ;;
+    *) echo "usage: $0 [v10|upstream]" >&2; exit 2 ;;
+esac
+[ -x "$QEMU_BIN" ] && [ -x "$QEMU" ] ||
+    tap_skip_all "${QEMU:-the v10 wrapper} missing: run qemu/build.sh"
 
 lv_guest_test 25 bt
 
@@ -88,11 +104,11 @@ lm_wait_until "$BOOT_TIMEOUT" grep -q "$GUEST_READY_MARKER" "$serial" ||
 tap_check "guest answers pings" answers || tap_bail "no ping"
 
 read -r btap etap <<<"$(taps)"
-if [ "$(grep -o '"backend-transfer":true' "$root/log/qemu/$dom.log" | wc -l)" -ge 2 ] &&
+if [ "$(grep -o "$startprop" "$root/log/qemu/$dom.log" | wc -l)" -ge 2 ] &&
    [ "$(script_calls)" = "up $etap," ]; then
-    tap_ok "virtio-net started with backend-transfer=on; the ifup script ran once for $etap"
+    tap_ok "both interfaces started with $startprop ($GEN); the ifup script ran once for $etap"
 else
-    tap_not_ok "virtio-net with backend-transfer=on, one ifup ($(script_calls))"
+    tap_not_ok "both interfaces started with $startprop, one ifup ($(script_calls))"
 fi
 
 # --- backend transfer ------------------------------------------------
@@ -104,8 +120,8 @@ LV_LOG_FILTERS="1:qemu.qemu_monitor" \
     migrate_pinged "migrate --live --local-backend-transfer" \
         --live --local-backend-transfer --verbose "$dom"
 bt_gap=$(stat_of max_gap_ms); bt_lost=$(stat_of lost_after_first_reply)
-if conv=$("$LM_LIB_DIR/qmplog" backend-transfer "$LM_TMP/qmp.log"); then
-    tap_ok "QMP: backend-transfer on for both processes, the stream over an fd: socket pair, the new process resumed before its reset"
+if conv=$("$LM_LIB_DIR/qmplog" "$param" "$LM_TMP/qmp.log"); then
+    tap_ok "QMP: $param on for both processes$conv_more, the stream over an fd: socket pair, the new process resumed before its reset"
 else
     tap_not_ok "QMP conversation of a local migration with backend transfer"
 fi
@@ -223,27 +239,54 @@ else
     tap_not_ok "one ifup and one ifdown per TAP ($(script_calls))"
 fi
 
-# --- Debian 12's QEMU: the same guest without the attribute, which QEMU
-# 7.2 cannot start, restarted on it; backend transfer is refused before
-# anything starts
-: >"$serial"
-QEMU=$STOCK_QEMU LV_NET_XML= LV_DEVICES_XML= lv_domain_xml "$dom" "$serial" >"$LM_TMP/stock.xml"
-if lv_virsh "$root" "undefine $dom" >/dev/null &&
-   lv_virsh "$root" "define $LM_TMP/stock.xml; start $dom" >/dev/null &&
-   lm_wait_until "$BOOT_TIMEOUT" grep -q "$GUEST_READY_MARKER" "$serial"; then
-    pid=$(lv_qemu_pid "$root" "$dom")
-    if out=$(lv_virsh "$root" migrate --live --local-backend-transfer "$dom" 2>&1); then
-        tap_not_ok "--local-backend-transfer on QEMU 7.2 refused (it succeeded)"
-    elif grep -q "running QEMU binary '$STOCK_QEMU'.*lacks" <<<"$out" && one_qemu &&
-         [ "$(lv_qemu_pid "$root" "$dom")" = "$pid" ] && answers; then
-        tap_ok "--local-backend-transfer on QEMU 7.2 refused, guest untouched: $(tr '\n' ' ' <<<"$out" | sed 's/^error: //')"
+if [ "$GEN" = v10 ]; then
+    # --- Debian 12's QEMU: the same guest without the attribute, which QEMU
+    # 7.2 cannot start, restarted on it; backend transfer is refused before
+    # anything starts
+    : >"$serial"
+    QEMU=$STOCK_QEMU LV_NET_XML= LV_DEVICES_XML= lv_domain_xml "$dom" "$serial" >"$LM_TMP/stock.xml"
+    if lv_virsh "$root" "undefine $dom" >/dev/null &&
+       lv_virsh "$root" "define $LM_TMP/stock.xml; start $dom" >/dev/null &&
+       lm_wait_until "$BOOT_TIMEOUT" grep -q "$GUEST_READY_MARKER" "$serial"; then
+        pid=$(lv_qemu_pid "$root" "$dom")
+        if out=$(lv_virsh "$root" migrate --live --local-backend-transfer "$dom" 2>&1); then
+            tap_not_ok "--local-backend-transfer on QEMU 7.2 refused (it succeeded)"
+        elif grep -q "running QEMU binary '$STOCK_QEMU'.*lacks" <<<"$out" && one_qemu &&
+             [ "$(lv_qemu_pid "$root" "$dom")" = "$pid" ] && answers; then
+            tap_ok "--local-backend-transfer on QEMU 7.2 refused, guest untouched: $(tr '\n' ' ' <<<"$out" | sed 's/^error: //')"
+        else
+            tap_not_ok "--local-backend-transfer on QEMU 7.2 refused naming the binary, guest untouched"
+            tap_diag "$out"
+        fi
     else
-        tap_not_ok "--local-backend-transfer on QEMU 7.2 refused naming the binary, guest untouched"
-        tap_diag "$out"
+        tap_not_ok "the guest restarted on QEMU 7.2"
+        show_logs
     fi
 else
-    tap_not_ok "the guest restarted on QEMU 7.2"
-    show_logs
+    # --- a running binary with v10 only, a new one with the upstream
+    # generation only: nothing in common, refused before anything starts
+    : >"$serial"
+    QEMU=$QEMU_BIN_V10 lv_domain_xml "$dom" "$serial" >"$LM_TMP/v10.xml"
+    if lv_virsh "$root" "undefine $dom" >/dev/null &&
+       lv_virsh "$root" "define $LM_TMP/v10.xml; start $dom" >/dev/null &&
+       lm_wait_until "$BOOT_TIMEOUT" grep -q "$GUEST_READY_MARKER" "$serial"; then
+        pid=$(lv_qemu_pid "$root" "$dom")
+        lv_virsh "$root" dumpxml --migratable "$dom" |
+            sed "s|<emulator>.*</emulator>|<emulator>$QEMU_BIN_LOCAL</emulator>|" >"$LM_TMP/to-local.xml"
+        if out=$(lv_virsh "$root" migrate --live --local-backend-transfer \
+                     --xml "$LM_TMP/to-local.xml" "$dom" 2>&1); then
+            tap_not_ok "v10 only to upstream only refused (it succeeded)"
+        elif grep -q "generation 'v10', which the new process's QEMU binary '$QEMU_BIN_LOCAL' lacks" <<<"$out" &&
+             one_qemu && [ "$(lv_qemu_pid "$root" "$dom")" = "$pid" ] && answers; then
+            tap_ok "a v10-only binary and an upstream-only one share no generation: refused, guest untouched: $(tr '\n' ' ' <<<"$out" | sed 's/^error: //')"
+        else
+            tap_not_ok "v10 only to upstream only refused naming the binary, guest untouched"
+            tap_diag "$out"
+        fi
+    else
+        tap_not_ok "the guest restarted on the v10-only binary"
+        show_logs
+    fi
 fi
 
 lv_guest_end
