@@ -30,6 +30,15 @@ MAC=52:54:00:4c:4d:02
 GUEST=$GUEST_IP
 
 # ---- helpers -----------------------------------------------------------------
+# qemu_test_begin PLAN NS: the TAP plan, a scratch dir $T and a network
+# namespace with its bridge (named after NS), both removed at exit.
+qemu_test_begin() {
+    tap_plan "$1"
+    lm_tmpdir
+    lm_netns_create "$2"
+    T=$LM_TMP
+}
+
 # qmp NAME CMD [JSON]: run a command on QEMU NAME (socket $T/NAME.qmp).
 qmp() { $QMP "$T/$1.qmp" cmd "$2" ${3:+"$3"}; }
 
@@ -79,7 +88,13 @@ boot_guest() {
     # shellcheck disable=SC2046
     start_qemu "$name" $(guest_args "$tap" "$queues" "$extra") \
         -append "$GUEST_CMDLINE" "$@" || return 1
-    # QEMU created the TAP; plug it into the bridge as libvirt would.
+    plug_and_wait "$name" "$tap"
+}
+
+# plug_and_wait NAME TAP: QEMU NAME created TAP; plug it into the bridge as
+# libvirt would, and wait until the guest answers.
+plug_and_wait() {
+    local name=$1 tap=$2
     lm_wait_until 10 ip -n "$LM_NS" link show "$tap" || return 1
     ip -n "$LM_NS" link set "$tap" master "$LM_BRIDGE"
     ip -n "$LM_NS" link set "$tap" up
@@ -152,4 +167,28 @@ failed_load() {
 
 postcopy() {   # NAME true|false
     qmp "$1" migrate-set-capabilities "{\"capabilities\": [{\"capability\": \"postcopy-ram\", \"state\": $2}]}" >/dev/null
+}
+
+# refuse_on NAME DESC EXPECTED CMD JSON: QMP CMD on QEMU NAME must fail
+# with EXPECTED in its error.
+refuse_on() {
+    local out rc=0
+    out=$(qmp "$1" "$4" "$5") || rc=$?
+    if [ "$rc" -ne 0 ] && [[ "$out" == *"$3"* ]]; then
+        tap_ok "$2"; tap_diag "error: $out"
+    else
+        tap_not_ok "$2"; tap_diag "exit $rc, output: $out"
+    fi
+}
+
+# ping_verdict LOG WHAT: stops the pings logged to LOG; the guest must have
+# answered throughout (largest gap under 1 s, at most 10 lost).
+ping_verdict() {
+    local sum gap lost
+    sum=$("$LM_PINGSTAT" stop "$1")
+    gap=$(echo "$sum" | sed -n 's/^max_gap_ms=//p')
+    lost=$(echo "$sum" | sed -n 's/^lost_after_first_reply=//p')
+    tap_diag "pings at 10 ms through the migration: $(echo "$sum" | grep -E '^(sent|received|lost_after_first_reply|max_gap_ms)=' | tr '\n' ' ')"
+    awk -v g="$gap" -v l="$lost" 'BEGIN { exit !(g < 1000 && l <= 10) }'
+    tap_result $? "${2}guest answered pings throughout (largest gap ${gap} ms, ${lost} lost)" || :
 }
