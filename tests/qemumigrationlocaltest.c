@@ -476,6 +476,52 @@ testHandoverPort(const void *opaque G_GNUC_UNUSED)
 }
 
 
+typedef struct {
+    qemuMigrationLocalNetOwner owner;  /* of the handed-over TAP */
+    qemuMigrationLocalWhich which;     /* the process being stopped */
+    const char *kept;                  /* aliases its stop may tear down */
+} testKeepOutData;
+
+/* The stop of either process tears down only what the owner of each TAP
+ * lets it: a process's own TAP always, a handed-over one only where it
+ * belongs to the process being stopped. */
+static int
+testKeepOut(const void *opaque)
+{
+    const testKeepOutData *data = opaque;
+    g_autoptr(qemuMigrationLocal) local = qemuMigrationLocalNew();
+    g_autoptr(virDomainDef) def = NULL;
+    g_auto(virBuffer) kept = VIR_BUFFER_INITIALIZER;
+    size_t i;
+
+    if (!(def = testParseDef("<interface type='bridge'>"
+                             "  <source bridge='br0'/><target dev='lmtap0'/>"
+                             "  <model type='virtio'/><backend transfer='on'/>"
+                             "</interface>"
+                             "<interface type='bridge'>"
+                             "  <source bridge='br0'/><model type='virtio'/>"
+                             "</interface>")))
+        return -1;
+    def->nets[0]->info.alias = g_strdup("net0");
+    def->nets[1]->info.alias = g_strdup("net1");
+    qemuMigrationLocalAddNet(local, "net0", "lmtap0", NULL)->handover = true;
+    qemuMigrationLocalAddNet(local, "net1", "vnet1", "vnet2");
+    qemuMigrationLocalSetOwner(local, data->owner);
+
+    qemuMigrationLocalKeepOut(local, def, data->which);
+    for (i = 0; i < def->nnets; i++)
+        virBufferAsprintf(&kept, "%s ", def->nets[i]->info.alias);
+    virBufferTrim(&kept, " ");
+
+    if (STRNEQ(virBufferCurrentContent(&kept), data->kept)) {
+        VIR_TEST_VERBOSE("\nkept for the stop: '%s', expected '%s'",
+                         virBufferCurrentContent(&kept), data->kept);
+        return -1;
+    }
+    return 0;
+}
+
+
 /* The migration parameter both processes get, in each generation. */
 static int
 testParamJSON(const void *opaque)
@@ -1320,6 +1366,24 @@ mymain(void)
 
     if (virTestRun("handover keeps the network port", testHandoverPort, NULL) < 0)
         ret = -1;
+
+#define DO_TEST_KEEPOUT(name, own, proc, k) \
+    do { \
+        const testKeepOutData data = { .owner = QEMU_MIGRATION_LOCAL_NET_OWNER_ ## own, \
+                                       .which = QEMU_MIGRATION_LOCAL_PROCESS_ ## proc, \
+                                       .kept = (k) }; \
+        if (virTestRun("teardown " name, testKeepOut, &data) < 0) \
+            ret = -1; \
+    } while (0)
+    /* ROLLBACK: the new process goes, the TAP is the source's again */
+    DO_TEST_KEEPOUT("rollback, new process", SOURCE, NEW, "net1");
+    DO_TEST_KEEPOUT("the domain's own stop", SOURCE, OLD, "net0 net1");
+    /* in the stream both hold it: no stop may touch it */
+    DO_TEST_KEEPOUT("in the stream, new process", HANDOVER, NEW, "net1");
+    DO_TEST_KEEPOUT("in the stream, old process", HANDOVER, OLD, "net1");
+    /* CLEANUP: the old process goes, the TAP is the new one's */
+    DO_TEST_KEEPOUT("cleanup, old process", TARGET, OLD, "net1");
+    DO_TEST_KEEPOUT("after the switchover, new process", TARGET, NEW, "net0 net1");
 
     if (virTestRun("migration parameter backend-transfer", testParamJSON, NULL) < 0 ||
         virTestRun("migration parameter local", testParamJSON, "upstream") < 0)

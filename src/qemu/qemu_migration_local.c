@@ -73,10 +73,12 @@
  *              process is resumed if it was running. Handed-over TAPs go
  *              back to SOURCE; the guest never stops for good.
  *
- * The phase, the new process's identity and every interface's owner are
- * kept in the job's part of the status XML (<localMigration>), so that a
- * daemon restarted in the middle can tell which process to keep and what
- * each one may release.
+ * The phase, the new process's identity and every interface's hand-over
+ * and owner are kept in the job's part of the status XML
+ * (<localMigration>), so that a daemon restarted in the middle can tell
+ * which process to keep and what each one may release: the stop of either
+ * process runs the teardown of a TAP only where the table of
+ * qemu_migration_local_handover.c lets it (qemuMigrationLocalMayTearDown).
  */
 
 #include <config.h>
@@ -428,15 +430,17 @@ qemuMigrationLocalSavesStop(virDomainObj *vm)
  * status XML of phase LAUNCH can name them: a daemon restarted while the
  * process starts then knows which TAPs it may have created. */
 static int
-qemuMigrationLocalNameTaps(virDomainDef *def)
+qemuMigrationLocalNameTaps(qemuMigrationLocal *local,
+                           virDomainDef *def)
 {
     size_t i;
 
     for (i = 0; i < def->nnets; i++) {
         virDomainNetDef *net = def->nets[i];
         virDomainNetType type = virDomainNetGetActualType(net);
+        qemuMigrationLocalNet *lnet = qemuMigrationLocalFindNet(local, net->info.alias);
 
-        if (QEMU_DOMAIN_NETWORK_PRIVATE(net)->incomingFds ||
+        if ((lnet && lnet->handover) ||
             (type != VIR_DOMAIN_NET_TYPE_BRIDGE &&
              type != VIR_DOMAIN_NET_TYPE_ETHERNET) ||
             net->ifname)
@@ -456,6 +460,7 @@ qemuMigrationLocalNameTaps(virDomainDef *def)
 static int
 qemuMigrationLocalLaunchPrepare(virQEMUDriver *driver,
                                 virDomainObj *shadow,
+                                qemuMigrationLocal *local,
                                 unsigned int flags)
 {
     if (qemuMigrationJobStart(shadow, VIR_ASYNC_JOB_MIGRATION_IN, flags) < 0)
@@ -465,7 +470,7 @@ qemuMigrationLocalLaunchPrepare(virQEMUDriver *driver,
                         true, 0) < 0 ||
         qemuProcessPrepareDomain(driver, shadow, 0) < 0 ||
         qemuProcessPrepareHost(driver, shadow, 0) < 0 ||
-        qemuMigrationLocalNameTaps(shadow->def) < 0)
+        qemuMigrationLocalNameTaps(local, shadow->def) < 0)
         return -1;
 
     return 0;
@@ -728,14 +733,13 @@ qemuMigrationLocalRecordNets(qemuMigrationLocal *local,
     size_t i;
 
     for (i = 0; i < oldDef->nnets && i < newDef->nnets; i++) {
-        qemuMigrationLocalNet *net;
+        qemuMigrationLocalNet *net = qemuMigrationLocalFindNet(local, oldDef->nets[i]->info.alias);
 
         /* a macvtap gets its name only when it is created */
-        if (QEMU_DOMAIN_NETWORK_PRIVATE(newDef->nets[i])->incomingFds ||
-            !newDef->nets[i]->ifname)
+        if ((net && net->handover) || !newDef->nets[i]->ifname)
             continue;
 
-        if (!(net = qemuMigrationLocalFindNet(local, oldDef->nets[i]->info.alias)))
+        if (!net)
             net = qemuMigrationLocalAddNet(local, oldDef->nets[i]->info.alias,
                                            oldDef->nets[i]->ifname, NULL);
         g_free(net->newIfname);
@@ -758,7 +762,7 @@ qemuMigrationLocalLogNets(virQEMUDriver *driver,
     for (i = 0; i < local->nnets; i++) {
         qemuMigrationLocalNet *net = &local->nets[i];
 
-        if (net->newIfname) {
+        if (!net->handover) {
             ignore_value(qemuDomainLogAppendMessage(driver, vm,
                                                     "%s: local migration: interface %s: new TAP %s (was %s)\n",
                                                     NULLSTR(timestamp), net->alias,
@@ -915,7 +919,7 @@ qemuMigrationLocalPerform(virQEMUDriver *driver,
     /* LAUNCH */
     if (!(shadow = qemuMigrationLocalShadowNew(driver, &def, newCaps,
                                                local->generation)) ||
-        qemuMigrationLocalLaunchPrepare(driver, shadow, useFlags) < 0) {
+        qemuMigrationLocalLaunchPrepare(driver, shadow, local, useFlags) < 0) {
         if (shadow)
             qemuMigrationLocalProcessRecord(&local->target, shadow);
         goto rollback;
@@ -999,7 +1003,7 @@ qemuMigrationLocalPerform(virQEMUDriver *driver,
     qemuMigrationLocalEndHandover(vm->def);
     qemuMigrationLocalLogNets(driver, vm, local);
     qemuMigrationLocalMovePidfile(driver, vm, shadow);
-    qemuMigrationLocalDropHandedOver(local, shadow->def);
+    qemuMigrationLocalKeepOut(local, shadow->def, QEMU_MIGRATION_LOCAL_PROCESS_OLD);
     qemuProcessStop(driver, shadow, VIR_DOMAIN_SHUTOFF_MIGRATED,
                     VIR_ASYNC_JOB_MIGRATION_IN,
                     VIR_QEMU_PROCESS_STOP_MIGRATED |
@@ -1016,7 +1020,7 @@ qemuMigrationLocalPerform(virQEMUDriver *driver,
     qemuMigrationLocalSetPhase(vm, local, QEMU_MIGRATION_LOCAL_PHASE_ROLLBACK);
     qemuMigrationLocalTestStop("rollback");
     if (shadow && !adopted)
-        qemuMigrationLocalDropHandedOver(local, shadow->def);
+        qemuMigrationLocalKeepOut(local, shadow->def, QEMU_MIGRATION_LOCAL_PROCESS_NEW);
     if (shadow && !adopted)
         qemuProcessStop(driver, shadow, VIR_DOMAIN_SHUTOFF_FAILED,
                         VIR_ASYNC_JOB_MIGRATION_IN,

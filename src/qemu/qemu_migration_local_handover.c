@@ -145,7 +145,8 @@ qemuMigrationLocalPrepareHandover(qemuMigrationLocal *local,
         g_free(newNet->ifname);
         newNet->ifname = g_strdup(oldNet->ifname);
         QEMU_DOMAIN_NETWORK_PRIVATE(newNet)->incomingFds = true;
-        qemuMigrationLocalAddNet(local, oldNet->info.alias, oldNet->ifname, NULL);
+        qemuMigrationLocalAddNet(local, oldNet->info.alias, oldNet->ifname,
+                                 NULL)->handover = true;
         VIR_INFO("interface %s: TAP %s is handed over",
                  oldNet->info.alias, oldNet->ifname);
     }
@@ -161,18 +162,46 @@ qemuMigrationLocalSetOwner(qemuMigrationLocal *local,
     size_t i;
 
     for (i = 0; i < local->nnets; i++) {
-        if (!local->nets[i].newIfname)
+        if (local->nets[i].handover)
             local->nets[i].owner = owner;
     }
 }
 
 
-/* Before @def's process is discarded: take out the interfaces whose TAP
- * the other process holds, so that no teardown (downscript, TAP, bridge
- * or OVS port, QoS, filters) touches them. @def is discarded with it. */
+/*
+ * Who may tear down a handed-over TAP (DESIGN section 6): the TAP, the
+ * bridge or OVS port, QoS and filters libvirt set up for it, its network
+ * port and its <downscript>. The stop of a process runs them for a TAP
+ * only where its owner lets it; while the TAP is in the stream neither
+ * process's stop may. A TAP that is not handed over is its process's own.
+ */
+static const bool qemuMigrationLocalTeardown[QEMU_MIGRATION_LOCAL_NET_OWNER_LAST]
+                                           [QEMU_MIGRATION_LOCAL_PROCESS_LAST] = {
+    /*                                           old    new */
+    [QEMU_MIGRATION_LOCAL_NET_OWNER_SOURCE]   = { true,  false },
+    [QEMU_MIGRATION_LOCAL_NET_OWNER_HANDOVER] = { false, false },
+    [QEMU_MIGRATION_LOCAL_NET_OWNER_TARGET]   = { false, true },
+};
+
+
+/* Whether the stop of process @which may tear down its TAP of @net. */
+bool
+qemuMigrationLocalMayTearDown(const qemuMigrationLocalNet *net,
+                              qemuMigrationLocalWhich which)
+{
+    if (!net->handover)
+        return true;
+    return qemuMigrationLocalTeardown[net->owner][which];
+}
+
+
+/* Before @def's process (@which) is stopped: take out the interfaces
+ * whose teardown it may not run, so that nothing touches them. @def is
+ * discarded with the process. */
 void
-qemuMigrationLocalDropHandedOver(qemuMigrationLocal *local,
-                                 virDomainDef *def)
+qemuMigrationLocalKeepOut(qemuMigrationLocal *local,
+                          virDomainDef *def,
+                          qemuMigrationLocalWhich which)
 {
     size_t i = def->nnets;
 
@@ -180,11 +209,12 @@ qemuMigrationLocalDropHandedOver(qemuMigrationLocal *local,
         qemuMigrationLocalNet *lnet;
 
         if (!(lnet = qemuMigrationLocalFindNet(local, def->nets[i]->info.alias)) ||
-            lnet->newIfname)
+            qemuMigrationLocalMayTearDown(lnet, which))
             continue;
 
-        VIR_DEBUG("keeping TAP %s of %s out of the stop of the other process",
-                  lnet->ifname, lnet->alias);
+        VIR_DEBUG("keeping TAP %s of %s out of the stop of the %s process",
+                  lnet->ifname, lnet->alias,
+                  which == QEMU_MIGRATION_LOCAL_PROCESS_OLD ? "old" : "new");
         virDomainNetDefFree(virDomainNetRemove(def, i));
     }
 }

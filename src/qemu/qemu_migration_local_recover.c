@@ -191,6 +191,7 @@ qemuMigrationLocalRecover(virQEMUDriver *driver,
     g_autoptr(virCgroup) otherCgroup = NULL;
     g_autofree char *otherMachine = NULL;
     bool adopted;
+    qemuMigrationLocalWhich which;
     size_t i;
 
     if (job->asyncJob != VIR_ASYNC_JOB_MIGRATION_OUT || !local)
@@ -198,6 +199,7 @@ qemuMigrationLocalRecover(virQEMUDriver *driver,
 
     adopted = local->phase == QEMU_MIGRATION_LOCAL_PHASE_CLEANUP;
     other = adopted ? &local->source : &local->target;
+    which = adopted ? QEMU_MIGRATION_LOCAL_PROCESS_OLD : QEMU_MIGRATION_LOCAL_PROCESS_NEW;
 
     /* killed while the new process started: its pid is in its pidfile */
     if (!adopted && other->pid <= 0)
@@ -244,8 +246,7 @@ qemuMigrationLocalRecover(virQEMUDriver *driver,
         const char *tap = adopted ? local->nets[i].ifname : local->nets[i].newIfname;
         size_t j;
 
-        if (!created[i] ||
-            local->nets[i].owner != QEMU_MIGRATION_LOCAL_NET_OWNER_SOURCE)
+        if (!created[i] || !qemuMigrationLocalMayTearDown(&local->nets[i], which))
             continue;
 
         for (j = 0; j < vm->def->nnets; j++) {
@@ -259,7 +260,7 @@ qemuMigrationLocalRecover(virQEMUDriver *driver,
 
     /* and its own network ports (a handed-over TAP keeps its one) */
     for (i = 0; i < local->nnets; i++) {
-        if (local->nets[i].newIfname)
+        if (qemuMigrationLocalMayTearDown(&local->nets[i], which))
             qemuMigrationLocalReleasePort(adopted ? &local->nets[i].port :
                                                     &local->nets[i].newPort);
     }

@@ -215,6 +215,8 @@ qemuMigrationLocalFormat(virBuffer *buf,
 
         virBufferEscapeString(&netAttrBuf, " alias='%s'", net->alias);
         virBufferEscapeString(&netAttrBuf, " ifname='%s'", net->ifname);
+        if (net->handover)
+            virBufferAddLit(&netAttrBuf, " handover='yes'");
         virBufferEscapeString(&netAttrBuf, " newIfname='%s'", net->newIfname);
         virBufferAsprintf(&netAttrBuf, " owner='%s'",
                           qemuMigrationLocalNetOwnerTypeToString(net->owner));
@@ -290,6 +292,7 @@ qemuMigrationLocalNetParse(xmlXPathContextPtr ctxt,
     g_autofree char *newIfname = NULL;
     qemuMigrationLocalNet *net;
     unsigned int owner;
+    virTristateBool handover = VIR_TRISTATE_BOOL_ABSENT;
 
     if (!(alias = virXMLPropStringRequired(node, "alias")))
         return -1;
@@ -306,10 +309,26 @@ qemuMigrationLocalNetParse(xmlXPathContextPtr ctxt,
                        VIR_XML_PROP_REQUIRED, &owner) < 0)
         return -1;
 
+    if (virXMLPropTristateBool(node, "handover", VIR_XML_PROP_NONE,
+                               &handover) < 0)
+        return -1;
+
     ifname = virXMLPropString(node, "ifname");
     newIfname = virXMLPropString(node, "newIfname");
 
+    /* state written before the attribute: a handed-over TAP was the one
+     * without a new one */
+    if (handover == VIR_TRISTATE_BOOL_ABSENT)
+        handover = newIfname ? VIR_TRISTATE_BOOL_NO : VIR_TRISTATE_BOOL_YES;
+    if (handover == VIR_TRISTATE_BOOL_YES && newIfname) {
+        virReportError(VIR_ERR_INTERNAL_ERROR,
+                       _("interface '%1$s' of the local migration state is handed over and has a new TAP '%2$s'"),
+                       alias, newIfname);
+        return -1;
+    }
+
     net = qemuMigrationLocalAddNet(local, alias, ifname, newIfname);
+    net->handover = handover == VIR_TRISTATE_BOOL_YES;
     net->owner = owner;
 
     ctxt->node = node;

@@ -68,9 +68,11 @@ typedef struct _qemuMigrationLocalNet qemuMigrationLocalNet;
 struct _qemuMigrationLocalNet {
     char *alias;       /* device alias of the <interface>, e.g. "net0" */
     char *ifname;      /* TAP of the old process */
-    char *newIfname;   /* TAP created for the new process; NULL when the
-                        * old TAP is handed over instead */
-    qemuMigrationLocalNetOwner owner; /* of the old TAP */
+    bool handover;     /* the old TAP goes to the new process in the
+                        * stream; else each process has a TAP of its own */
+    char *newIfname;   /* TAP created for the new process (NULL when it
+                        * is handed over, or not named yet) */
+    qemuMigrationLocalNetOwner owner; /* of a handed-over TAP */
     qemuMigrationLocalPort port;    /* of the old process's interface */
     qemuMigrationLocalPort newPort; /* of the new one's, when it has its own */
 };
@@ -114,6 +116,14 @@ qemuMigrationLocalAddNet(qemuMigrationLocal *local,
 qemuMigrationLocalNet *
 qemuMigrationLocalFindNet(qemuMigrationLocal *local,
                           const char *alias);
+
+/* A process of a local migration: the running one, or the new one. */
+typedef enum {
+    QEMU_MIGRATION_LOCAL_PROCESS_OLD = 0,
+    QEMU_MIGRATION_LOCAL_PROCESS_NEW,
+
+    QEMU_MIGRATION_LOCAL_PROCESS_LAST
+} qemuMigrationLocalWhich;
 
 void
 qemuMigrationLocalPortSet(qemuMigrationLocalPort *port,

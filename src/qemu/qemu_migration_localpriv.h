@@ -140,9 +140,14 @@ void
 qemuMigrationLocalSetOwner(qemuMigrationLocal *local,
                            qemuMigrationLocalNetOwner owner);
 
+bool
+qemuMigrationLocalMayTearDown(const qemuMigrationLocalNet *net,
+                              qemuMigrationLocalWhich which);
+
 void
-qemuMigrationLocalDropHandedOver(qemuMigrationLocal *local,
-                                 virDomainDef *def);
+qemuMigrationLocalKeepOut(qemuMigrationLocal *local,
+                          virDomainDef *def,
+                          qemuMigrationLocalWhich which);
 
 void
 qemuMigrationLocalEndHandover(virDomainDef *def);
