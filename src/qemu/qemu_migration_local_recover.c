@@ -34,6 +34,7 @@
 #include "virnetdev.h"
 #include "virpidfile.h"
 #include "virprocess.h"
+#include "viruuid.h"
 
 #define VIR_FROM_THIS VIR_FROM_QEMU
 
@@ -145,16 +146,18 @@ static void
 qemuMigrationLocalReleasePort(qemuMigrationLocalPort *port)
 {
     g_autoptr(virConnect) conn = NULL;
-    g_autoptr(virNetwork) net = NULL;
-    g_autoptr(virNetworkPort) netPort = NULL;
+    g_autoptr(virDomainNetDef) iface = NULL;
 
     if (!port->network)
         return;
 
-    if (!(conn = virGetConnectNetwork()) ||
-        !(net = virNetworkLookupByName(conn, port->network)) ||
-        !(netPort = virNetworkPortLookupByUUIDString(net, port->id)) ||
-        virNetworkPortDelete(netPort, 0) < 0) {
+    /* the interface as far as its port is concerned (patch 0027) */
+    iface = g_new0(virDomainNetDef, 1);
+    iface->type = VIR_DOMAIN_NET_TYPE_NETWORK;
+    iface->data.network.name = g_strdup(port->network);
+    if (virUUIDParse(port->id, iface->data.network.portid) < 0 ||
+        !(conn = virGetConnectNetwork()) ||
+        virDomainNetReleaseActualDevice(conn, iface) < 0) {
         VIR_WARN("cannot release port %s of network %s: %s",
                  port->id, port->network, virGetLastErrorMessage());
         virResetLastError();
