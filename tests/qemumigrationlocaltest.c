@@ -588,6 +588,7 @@ typedef struct {
     /* the netdev and device added after the parameter (NULL: none) */
     const char *netdev;
     const char *device;
+    bool linkDown;      /* the interface's <link state='down'/> */
 } testConversationData;
 
 /* Expects @command with @args (JSON, NULL: none), as the @id-th. */
@@ -640,6 +641,8 @@ testDstConversation(const void *opaque)
                                  "</interface>")))
         return -1;
     vm->def->id = 2;
+    if (data->linkDown)
+        vm->def->nets[0]->linkstate = VIR_DOMAIN_NET_INTERFACE_LINK_STATE_DOWN;
     priv = vm->privateData;
     priv->driver = &driver;
     priv->localShadow = true; /* a process of its own: no status XML */
@@ -688,6 +691,11 @@ testDstConversation(const void *opaque)
                     "{\"return\":{}}") < 0 ||
          testExpect(test, &id, "device_add", data->device,
                     "its device comes after it", "{\"return\":{}}") < 0))
+        goto cleanup;
+    if (data->netdev && data->linkDown &&
+        testExpect(test, &id, "set_link", "{\"name\":\"net0\",\"up\":false}",
+                   "a device that is down is set down once it exists",
+                   "{\"return\":{}}") < 0)
         goto cleanup;
     if (testExpect(test, &id, "migrate-incoming",
                    "{\"uri\":\"fd:14\", \"exit-on-error\":false}",
@@ -1404,10 +1412,15 @@ mymain(void)
                       "\"bus\":\"pci.0\",\"addr\":\"0x2\"}",
         };
 
+        testConversationData upstreamDown = upstream;
+
+        upstreamDown.linkDown = true;
         if (virTestRun("QMP conversation of the new process, v10",
                        testDstConversation, &v10) < 0 ||
             virTestRun("QMP conversation of the new process, upstream",
-                       testDstConversation, &upstream) < 0)
+                       testDstConversation, &upstream) < 0 ||
+            virTestRun("QMP conversation of the new process, upstream, link down",
+                       testDstConversation, &upstreamDown) < 0)
             ret = -1;
     }
 

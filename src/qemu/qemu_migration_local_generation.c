@@ -452,7 +452,9 @@ qemuMigrationLocalDeferNic(virDomainObj *vm,
  * @mon: its monitor, entered
  *
  * Adds the netdevs and devices qemuMigrationLocalDeferNic kept, each
- * netdev before its device, once the migration parameter is on.
+ * netdev before its device, once the migration parameter is on, and sets
+ * the link state of a device that is down, as the start of a process
+ * does for the others.
  *
  * Returns 0 on success, -1 on error.
  */
@@ -463,7 +465,8 @@ qemuMigrationLocalAddDeferredNics(virDomainObj *vm,
     size_t i;
 
     for (i = 0; i < vm->def->nnets; i++) {
-        qemuDomainNetworkPrivate *netpriv = QEMU_DOMAIN_NETWORK_PRIVATE(vm->def->nets[i]);
+        virDomainNetDef *net = vm->def->nets[i];
+        qemuDomainNetworkPrivate *netpriv = QEMU_DOMAIN_NETWORK_PRIVATE(net);
         g_autoptr(virJSONValue) deferred = g_steal_pointer(&netpriv->localDeferred);
         g_autoptr(virJSONValue) netdev = NULL;
         g_autoptr(virJSONValue) device = NULL;
@@ -475,6 +478,11 @@ qemuMigrationLocalAddDeferredNics(virDomainObj *vm,
         device = virJSONValueObjectStealObject(deferred, "device");
         if (qemuMonitorAddNetdev(mon, &netdev) < 0 ||
             qemuMonitorAddDeviceProps(mon, &device) < 0)
+            return -1;
+
+        if (net->linkstate == VIR_DOMAIN_NET_INTERFACE_LINK_STATE_DOWN &&
+            qemuMonitorSetLink(mon, net->info.alias,
+                               VIR_DOMAIN_NET_INTERFACE_LINK_STATE_DOWN) < 0)
             return -1;
     }
     return 0;
