@@ -1281,6 +1281,10 @@ mymain(void)
     DO_TEST_DIALECT("took v10", "v10", NULL,
                     .src = { TEST_CAPS_BOTH }, .dst = { TEST_CAPS_BOTH },
                     .srcTook = QEMU_MIGRATION_LOCAL_GENERATION_V10);
+    /* its NICs got v10's device property from the start, as any process */
+    DO_TEST_DIALECT("took upstream, new binary v10 only", "v10", NULL,
+                    .src = { TEST_CAPS_BOTH }, .dst = { TEST_CAPS_DST },
+                    .srcTook = QEMU_MIGRATION_LOCAL_GENERATION_LOCAL);
     DO_TEST_DIALECT("took v10, new binary upstream only", NULL,
                     "new process's QEMU binary '/opt/qemu-new': it lacks migration parameter 'backend-transfer', virtio-net property 'backend-transfer'",
                     .src = { TEST_CAPS_BOTH }, .dst = { TEST_CAPS_DST_UP },

@@ -158,8 +158,10 @@ qemuMigrationLocalDialectHas(virQEMUCaps *caps,
  * @srcCaps: capabilities of the running process's binary
  * @srcBinary: its path, for the error
  * @srcTook: the generation in which the running process took its TAPs
- *           from a local migration: its netdevs have that form, so it
- *           hands them over in it alone; NONE if it set them up itself
+ *           from a local migration, NONE if it set them up itself: its
+ *           netdevs have that generation's form, so it cannot hand them
+ *           over in another one that needs a netdev property from the
+ *           start (its devices got every start property, as at any start)
  * @dstCaps: capabilities of the binary the new process will run
  * @dstBinary: its path
  *
@@ -186,7 +188,7 @@ qemuMigrationLocalDialectSelect(virQEMUCaps *srcCaps,
         bool dst;
 
         if (srcTook != QEMU_MIGRATION_LOCAL_GENERATION_NONE &&
-            d->generation != srcTook)
+            d->generation != srcTook && d->startNetdevProp)
             continue;
 
         src = qemuMigrationLocalDialectHas(srcCaps, d->sourceCaps);
