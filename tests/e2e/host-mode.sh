@@ -12,7 +12,11 @@
 #   - the upgrade from 7.2 onto the reference QEMU (--xml, another
 #     <emulator>);
 #   - backend transfer on the reference QEMU (net0 handed over, net1
-#     classic), twice;
+#     classic), twice: onto the same binary, which has both generations of
+#     the interface (libvirt chooses the upstream one: net0's netdev and
+#     NIC are not on the new command line, they come by QMP), then with
+#     --xml onto the v10-only wrapper (net0's netdev is incoming-fds=on on
+#     the command line);
 #   - with lock_manager = "lockd" configured: the disk's lease moves with
 #     the guest.
 #
@@ -43,8 +47,9 @@ lv_wait_build "${LIBVIRT_WAIT:-0}" ||
     tap_skip_all "no libvirt build at $LIBVIRT_BUILDDIR"
 [ -f "$QEMU_ENV" ] || tap_skip_all "no reference QEMU ($QEMU_ENV); run ./localmig build"
 QEMU_REF=$(. "$QEMU_ENV" && echo "$QEMU_BIN")
+QEMU_V10=$(. "$QEMU_ENV" && echo "$QEMU_BIN_V10")
 
-tap_plan 95
+tap_plan 97
 
 host_guest_setup host
 
@@ -90,10 +95,24 @@ RG_NET0_XML="
 cgroup0=$(cgroup_of "$pid")
 tap0=$(lh_virsh domiflist "$dom" | awk 'NR == 1 { print $1 }')
 ifindex0=$(ip -n "$LM_NS" -o link show dev "$tap0" | cut -d: -f1)
+# net0's netdev on the new QEMU's command line: none (upstream), or
+# incoming-fds (v10)
+net0_cmdline() {
+    tr '\0' '\n' <"/proc/$pid1/cmdline" | grep '"id":"hostnet0"' |
+        grep -o '"incoming-fds":true' || echo none
+}
+lh_virsh dumpxml --migratable "$dom" |
+    sed "s|<emulator>.*</emulator>|<emulator>$QEMU_V10</emulator>|" >"$LM_TMP/v10.xml"
 for round in 4 5; do
-    migrate_job "#$round migrate --live --local-backend-transfer" : \
-        --live --local-backend-transfer "$dom"
+    case $round in
+        4) gen=upstream want=none xml=() ;;
+        5) gen=v10 want='"incoming-fds":true' xml=(--xml "$LM_TMP/v10.xml") ;;
+    esac
+    migrate_job "#$round migrate --live --local-backend-transfer ($gen)" : \
+        --live --local-backend-transfer "${xml[@]}" "$dom"
     after_migration "#$round"
+    tap_expect "#$round: the $gen generation: net0's netdev on the new command line" \
+        "$want" "$(net0_cmdline)"
     tap1=$(lh_virsh domiflist "$dom" | awk 'NR == 1 { print $1 }')
     if [ "$tap1" = "$tap0" ] &&
        [ "$(ip -n "$LM_NS" -o link show dev "$tap1" | cut -d: -f1)" = "$ifindex0" ] &&
