@@ -237,6 +237,19 @@ qemuMigrationLocalIsLoopback(const char *name)
  * ("host.other.example") is another machine's; so is any other address:
  * those are asked for their host UUID.
  */
+/* @name without the trailing dot of a fully qualified name. */
+static char *
+qemuMigrationLocalHostNameBare(const char *name)
+{
+    char *bare = g_strdup(name);
+    size_t len = strlen(bare);
+
+    if (len > 1 && bare[len - 1] == '.')
+        bare[len - 1] = '\0';
+    return bare;
+}
+
+
 bool
 qemuMigrationLocalIsThisHostName(const char *server,
                                  const char *hostname)
@@ -248,9 +261,7 @@ qemuMigrationLocalIsThisHostName(const char *server,
     if (!server || !*server)
         return true;
 
-    name = g_strdup(server);
-    if ((len = strlen(name)) > 1 && name[len - 1] == '.')
-        name[len - 1] = '\0';
+    name = qemuMigrationLocalHostNameBare(server);
 
     if (STRCASEEQ(name, "localhost") ||
         STRCASEEQ(name, "localhost.localdomain") ||
@@ -260,9 +271,7 @@ qemuMigrationLocalIsThisHostName(const char *server,
     if (!hostname || !*hostname)
         return false;
 
-    host = g_strdup(hostname);
-    if ((len = strlen(host)) > 1 && host[len - 1] == '.')
-        host[len - 1] = '\0';
+    host = qemuMigrationLocalHostNameBare(hostname);
 
     if (STRCASEEQ(name, host))
         return true;
