@@ -128,12 +128,7 @@ tap_check "pings with payload verification pass while the destination waits" pay
 
 set_backend_transfer src true
 set_backend_transfer dst true
-migrate_fd src dst || tap_bail "cannot start the migration"
-res=$(wait_migration src) && rc=0 || rc=$?
-tap_result "$rc" "migration over an fd: socketpair with backend-transfer completes" || :
-tap_diag "$(echo "$res" | tr '\n' ' ')"
-lm_wait_until 20 test "$(status_of dst)" = running
-tap_result $? "destination runs the guest" || :
+migrate_to_running src dst "migration over an fd: socketpair with backend-transfer"
 
 dfds=$($TAPTOOL fds "$(qpid dst)")
 sfd=$($TAPTOOL fds "$(qpid src)" | awk 'NR == 1 { print $1 }')

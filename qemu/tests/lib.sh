@@ -169,6 +169,18 @@ postcopy() {   # NAME true|false
     qmp "$1" migrate-set-capabilities "{\"capabilities\": [{\"capability\": \"postcopy-ram\", \"state\": $2}]}" >/dev/null
 }
 
+# migrate_to_running SRC DST WHAT: migrate SRC into DST over a socketpair;
+# the migration must complete (WHAT names it) and DST run the guest.
+migrate_to_running() {
+    local res rc
+    migrate_fd "$1" "$2" || tap_bail "cannot start the migration"
+    res=$(wait_migration "$1") && rc=0 || rc=$?
+    tap_result "$rc" "$3 completes" || :
+    tap_diag "$(echo "$res" | tr '\n' ' ')"
+    lm_wait_until 20 test "$(status_of "$2")" = running
+    tap_result $? "destination runs the guest" || :
+}
+
 # refuse_on NAME DESC EXPECTED CMD JSON: QMP CMD on QEMU NAME must fail
 # with EXPECTED in its error.
 refuse_on() {

@@ -127,12 +127,7 @@ dest_prepare dst || tap_bail "the destination cannot be prepared"
 [ "$(tap_state src lmltap0)" = "$state0" ]
 tap_result $? "the prepared destination leaves the source's TAP alone" || :
 set_local src true
-migrate_fd src dst || tap_bail "cannot start the migration"
-res=$(wait_migration src) && rc=0 || rc=$?
-tap_result "$rc" "migration with local over an fd: socketpair completes" || :
-tap_diag "$(echo "$res" | tr '\n' ' ')"
-lm_wait_until 20 test "$(status_of dst)" = running
-tap_result $? "destination runs the guest" || :
+migrate_to_running src dst "migration with local over an fd: socketpair"
 sfd=$($TAPTOOL fds "$(qpid src)" | awk 'NR == 1 { print $1 }')
 dfd=$($TAPTOOL fds "$(qpid dst)" | awk 'NR == 1 { print $1 }')
 [ -n "$dfd" ] && $TAPTOOL same "$(qpid src)" "$sfd" "$(qpid dst)" "$dfd"
