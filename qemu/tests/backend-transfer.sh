@@ -115,7 +115,7 @@ tap_diag "source TAP before the destination starts:" "$(echo "$state0" | head -n
 
 # shellcheck disable=SC2046
 start_qemu dst $(dest_args 1 ",backend-transfer=on") || tap_bail "destination does not start"
-lm_wait_until 10 test "$(status_of dst)" = inmigrate
+lm_wait_until 10 status_is dst inmigrate
 sleep 0.5
 state1=$(tap_state src lmtap0)
 if [ "$state0" = "$state1" ] && [ -z "$($TAPTOOL fds "$(qpid dst)")" ]; then
@@ -245,7 +245,7 @@ mq_case() {
     set_backend_transfer mqd true
     migrate_fd mqs mqd || tap_bail "cannot start the migration"
     res=$(wait_migration mqs) && rc=0 || rc=$?
-    lm_wait_until 20 test "$(status_of mqd)" = running && [ "$rc" -eq 0 ]
+    lm_wait_until 20 status_is mqd running && [ "$rc" -eq 0 ]
     tap_result $? "multiqueue ($what): migration completes, destination runs" || :
     tap_diag "$(echo "$res" | tr '\n' ' ')"
     dmq=$($TAPTOOL fds "$(qpid mqd)")

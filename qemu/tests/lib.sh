@@ -116,6 +116,8 @@ migrate_fd() { $QMP migrate-fd "$T/$1.qmp" "$T/$2.qmp"; }
 wait_migration() { $QMP "$T/$1.qmp" wait-migration "${2:-120}"; }
 
 status_of() { qmp "$1" query-status | $PY -c 'import json,sys; print(json.load(sys.stdin)["status"])'; }
+# status_is NAME STATE: for lm_wait_until, which must ask again each time
+status_is() { [ "$(status_of "$1")" = "$2" ]; }
 
 # tap_state NAME: the settings of NAME's first TAP fd, then ethtool's
 # offload view of the device; what a destination must not change.
@@ -160,7 +162,7 @@ failed_load() {
     grep -q "$msg" "$T/$dst.log" && [ "$rc" -ne 0 ]
     tap_result $? "$what fails the destination's load" || :
     tap_diag "destination: $(grep -m1 "$msg" "$T/$dst.log" || tail -n 3 "$T/$dst.log")"
-    lm_wait_until 10 test "$(status_of "$src")" = running &&
+    lm_wait_until 10 status_is "$src" running &&
         [ "$(tap_state "$src" "$tap")" = "$state" ] && payload_ping 50 >/dev/null
     tap_result $? "source keeps running on its TAP, unchanged, pings pass" || :
 }
@@ -177,7 +179,7 @@ migrate_to_running() {
     res=$(wait_migration "$1") && rc=0 || rc=$?
     tap_result "$rc" "$3 completes" || :
     tap_diag "$(echo "$res" | tr '\n' ' ')"
-    lm_wait_until 20 test "$(status_of "$2")" = running
+    lm_wait_until 20 status_is "$2" running
     tap_result $? "destination runs the guest" || :
 }
 

@@ -150,7 +150,7 @@ migrate_fd g1 dst2 || tap_bail "cannot start the migration"
 sleep 1
 kill -KILL "$(qpid dst2)"
 wait_migration g1 30 >/dev/null && rc=0 || rc=$?
-lm_wait_until 10 test "$(status_of g1)" = running && [ "$rc" -ne 0 ] &&
+lm_wait_until 10 status_is g1 running && [ "$rc" -ne 0 ] &&
     [ "$(tap_state g1 lmltap0)" = "$state0" ] && payload_ping 50 >/dev/null
 tap_result $? "destination killed mid-migration: the source keeps running on its TAP" || :
 qmp g1 migrate-set-parameters '{"max-bandwidth": 134217728}' >/dev/null
