@@ -250,12 +250,15 @@ testDialect(const void *opaque)
 
 
 /* QEMU marks the members of the backend transfer interface 'unstable'
- * (the series calls them experimental) and the schema validator refuses
- * every unstable member; accept exactly these, everything else of the
- * commands is still checked. */
+ * (the series calls them experimental), and x-ignore-shared, which a
+ * local migration sharing memory needs, too; the schema validator
+ * refuses every unstable member. Accept exactly these, everything else
+ * of the commands is still checked. */
 static void
-testAllowBackendTransfer(GHashTable *schema)
+testAllowUnstable(GHashTable *schema)
 {
+    const char *allowed[] = { "backend-transfer", "incoming-fds",
+                              "x-ignore-shared", NULL };
     GHashTableIter iter;
     void *value;
 
@@ -268,8 +271,7 @@ testAllowBackendTransfer(GHashTable *schema)
             virJSONValue *member = virJSONValueArrayGet(members, i);
             const char *name = virJSONValueObjectGetString(member, "name");
 
-            if (STREQ_NULLABLE(name, "backend-transfer") ||
-                STREQ_NULLABLE(name, "incoming-fds"))
+            if (name && g_strv_contains(allowed, name))
                 virJSONValueObjectRemoveKey(member, "features", NULL);
         }
     }
@@ -589,6 +591,7 @@ typedef struct {
     const char *netdev;
     const char *device;
     bool linkDown;      /* the interface's <link state='down'/> */
+    bool sharedMemory;  /* VIR_MIGRATE_LOCAL_SHARED_MEMORY */
 } testConversationData;
 
 /* Expects @command with @args (JSON, NULL: none), as the @id-th. */
@@ -629,7 +632,13 @@ testDstConversation(const void *opaque)
     qemuDomainJobPrivate *jobPriv;
     g_autoptr(virBitmap) noCaps = virBitmapNew(QEMU_MIGRATION_CAP_LAST);
     const unsigned int flags = VIR_MIGRATE_LIVE | VIR_MIGRATE_LOCAL |
-        VIR_MIGRATE_LOCAL_BACKEND_TRANSFER;
+        VIR_MIGRATE_LOCAL_BACKEND_TRANSFER |
+        (data->sharedMemory ? VIR_MIGRATE_LOCAL_SHARED_MEMORY : 0);
+    /* RAM in a shared file is left out of the stream, on both sides */
+    const char *caps = data->sharedMemory ?
+        "{\"capabilities\":[{\"capability\":\"return-path\",\"state\":true},"
+        "{\"capability\":\"x-ignore-shared\",\"state\":true}]}" :
+        "{\"capabilities\":[{\"capability\":\"return-path\",\"state\":true}]}";
     size_t id = 0;
     int ret = -1;
 
@@ -654,6 +663,9 @@ testDstConversation(const void *opaque)
     priv->migrationCaps = virBitmapNew(QEMU_MIGRATION_CAP_LAST);
     ignore_value(virBitmapSetBit(priv->migrationCaps,
                                  QEMU_MIGRATION_CAP_RETURN_PATH));
+    if (data->sharedMemory)
+        ignore_value(virBitmapSetBit(priv->migrationCaps,
+                                     QEMU_MIGRATION_CAP_X_IGNORE_SHARED));
     jobPriv = vm->job->privateData;
 
     /* the command line keeps the netdev and device back, or has them */
@@ -677,11 +689,10 @@ testDstConversation(const void *opaque)
     virObjectUnlock(priv->mon);
 
     if (testExpect(test, &id, "query-migrate-parameters", NULL, NULL, queried) < 0 ||
-        qemuMonitorTestAddItem(test, "migrate-set-capabilities",
-                               "{\"return\":{}}") < 0)
-        goto cleanup;
-    ++id;
-    if (testExpect(test, &id, "migrate-set-parameters", on,
+        testExpect(test, &id, "migrate-set-capabilities", caps,
+                   "the capabilities must be set before the stream starts",
+                   "{\"return\":{}}") < 0 ||
+        testExpect(test, &id, "migrate-set-parameters", on,
                    "the parameter must be on before the stream starts",
                    "{\"return\":{}}") < 0)
         goto cleanup;
@@ -740,6 +751,188 @@ testDstConversation(const void *opaque)
         virObjectLock(priv->mon);
     priv->mon = NULL;
     return ret;
+}
+
+
+typedef struct {
+    const char *backing;  /* inside <memoryBacking> */
+    bool numa;            /* two NUMA cells */
+    const char *cellAccess; /* memAccess of the second cell, NULL: none */
+    bool dimm;            /* a memory device */
+    const char *error;    /* why the memory cannot be shared */
+} testMemoryData;
+
+static virDomainDef *
+testParseMemoryDef(const testMemoryData *data)
+{
+    g_autofree char *cell = g_strdup_printf("<cell id='1' cpus='1' memory='131072' unit='KiB'%s%s%s/>",
+                                            data->cellAccess ? " memAccess='" : "",
+                                            NULLSTR_EMPTY(data->cellAccess),
+                                            data->cellAccess ? "'" : "");
+    g_autofree char *xml = NULL;
+
+    xml = g_strdup_printf("<domain type='qemu'>"
+                          "  <name>guest1</name>"
+                          "  <uuid>5d2b4a8e-1f3c-4c6e-9a57-0b8e2f6d7c31</uuid>"
+                          "  %s"
+                          "  <memory unit='KiB'>262144</memory>"
+                          "  <memoryBacking>%s</memoryBacking>"
+                          "  <vcpu>2</vcpu>"
+                          "  <os><type arch='x86_64' machine='pc'>hvm</type></os>"
+                          "  %s%s%s"
+                          "  <devices>"
+                          "    <emulator>/usr/bin/qemu-system-x86_64</emulator>"
+                          "    %s"
+                          "  </devices>"
+                          "</domain>",
+                          data->dimm ? "<maxMemory slots='2' unit='KiB'>1048576</maxMemory>" : "",
+                          data->backing,
+                          data->numa ? "<cpu><numa><cell id='0' cpus='0' memory='131072' unit='KiB'/>" : "",
+                          data->numa ? cell : "",
+                          data->numa ? "</numa></cpu>" : "",
+                          data->dimm ? "<memory model='dimm'><target><size unit='KiB'>131072</size><node>0</node></target></memory>" : "");
+
+    return virDomainDefParseString(xml, driver.xmlopt, NULL,
+                                   VIR_DOMAIN_DEF_PARSE_INACTIVE);
+}
+
+
+/* Which memory the new process can map instead of receiving a copy. */
+static int
+testMemory(const void *opaque)
+{
+    const testMemoryData *data = opaque;
+    g_autoptr(virDomainDef) def = NULL;
+    const char *why;
+
+    if (!(def = testParseMemoryDef(data)))
+        return -1;
+
+    why = qemuMigrationLocalMemoryUnshareable(def);
+    if (!data->error != !why || (why && !strstr(why, data->error))) {
+        VIR_TEST_VERBOSE("\nreason '%s', expected '%s'",
+                         NULLSTR(why), NULLSTR(data->error));
+        return -1;
+    }
+    return 0;
+}
+
+
+/* The running binary must have x-ignore-shared, and the error names it;
+ * so must the definition the new process starts from. */
+static int
+testCheckMemory(const void *opaque G_GNUC_UNUSED)
+{
+    const testMemoryData shared = { .backing = "<source type='file'/><access mode='shared'/>" };
+    const testMemoryData private = { .backing = "<source type='file'/>" };
+    g_autoptr(virDomainObj) vm = NULL;
+    g_autoptr(virDomainDef) newDef = NULL;
+    g_autoptr(virDomainDef) privateDef = NULL;
+    qemuDomainObjPrivate *priv;
+
+    if (!(vm = virDomainObjNew(driver.xmlopt)) ||
+        !(vm->def = testParseMemoryDef(&shared)) ||
+        !(newDef = testParseMemoryDef(&shared)) ||
+        !(privateDef = testParseMemoryDef(&private)))
+        return -1;
+    priv = vm->privateData;
+    priv->migrationCaps = virBitmapNew(QEMU_MIGRATION_CAP_LAST);
+
+    if (testCheckResult(qemuMigrationLocalCheckMemory(vm, newDef),
+                        "QEMU binary '/usr/bin/qemu-system-x86_64' cannot share the guest's memory in a local migration: it lacks the migration capability 'x-ignore-shared'") < 0)
+        return -1;
+
+    ignore_value(virBitmapSetBit(priv->migrationCaps,
+                                 QEMU_MIGRATION_CAP_X_IGNORE_SHARED));
+    if (testCheckResult(qemuMigrationLocalCheckMemory(vm, newDef), NULL) < 0)
+        return -1;
+
+    return testCheckResult(qemuMigrationLocalCheckMemory(vm, privateDef),
+                           "cannot share the memory of domain 'guest1' with its new process: its memory is private");
+}
+
+
+/* The new process's RAM file is the running one's when they share the
+ * memory, and one of its own (its id's directory) when it is copied. */
+static int
+testShareMemory(const void *opaque)
+{
+    bool share = !!opaque;
+    g_autoptr(virDomainObj) vm = NULL;
+    g_autoptr(virDomainObj) shadow = NULL;
+    g_autofree char *oldPath = NULL;
+    g_autofree char *newPath = NULL;
+
+    if (!(vm = virDomainObjNew(driver.xmlopt)) ||
+        !(shadow = virDomainObjNew(driver.xmlopt)) ||
+        !(vm->def = testParseDef("")) ||
+        !(shadow->def = testParseDef("")))
+        return -1;
+    vm->def->id = 3;
+    shadow->def->id = 4;
+    QEMU_DOMAIN_PRIVATE(vm)->driver = &driver;
+    QEMU_DOMAIN_PRIVATE(shadow)->driver = &driver;
+
+    if (qemuDomainSetPrivatePaths(&driver, vm) < 0)
+        return -1;
+    /* as the job does, before the new process gets its paths */
+    if (share)
+        qemuMigrationLocalShareMemory(vm, shadow);
+    if (qemuDomainSetPrivatePaths(&driver, shadow) < 0 ||
+        qemuDomainGetMemoryBackingPath(vm->privateData, "pc.ram", &oldPath) < 0 ||
+        qemuDomainGetMemoryBackingPath(shadow->privateData, "pc.ram", &newPath) < 0)
+        return -1;
+
+    if (STREQ(oldPath, newPath) != share || !strstr(newPath, share ? "/3-guest1/" : "/4-guest1/")) {
+        VIR_TEST_VERBOSE("\nthe new process's RAM is %s, the running one's %s",
+                         newPath, oldPath);
+        return -1;
+    }
+    return 0;
+}
+
+
+typedef struct {
+    const char *dir;      /* of the process that is discarded */
+    const char *keptDir;  /* of the one the domain keeps */
+    bool removed;
+} testKeepMemoryData;
+
+/* The stop of a discarded process removes its memory directory unless
+ * the process the domain keeps maps the same one. */
+static int
+testKeepMemoryOut(const void *opaque)
+{
+    const testKeepMemoryData *data = opaque;
+    g_autoptr(virDomainObj) vm = NULL;
+    g_autoptr(virDomainObj) discarded = NULL;
+    const char *left;
+
+    if (!(vm = virDomainObjNew(driver.xmlopt)) ||
+        !(discarded = virDomainObjNew(driver.xmlopt)) ||
+        !(vm->def = testParseDef("")))
+        return -1;
+    QEMU_DOMAIN_PRIVATE(vm)->memoryBackingDir = g_strdup(data->keptDir);
+    QEMU_DOMAIN_PRIVATE(discarded)->memoryBackingDir = g_strdup(data->dir);
+
+    if (qemuMigrationLocalMayRemoveMemory(data->dir, data->keptDir) != data->removed) {
+        VIR_TEST_VERBOSE("\nthe recovery would %sremove %s",
+                         data->removed ? "not " : "", NULLSTR(data->dir));
+        return -1;
+    }
+
+    qemuMigrationLocalKeepMemoryOut(vm, discarded);
+    left = QEMU_DOMAIN_PRIVATE(discarded)->memoryBackingDir;
+    if (data->dir && !left != !data->removed) {
+        VIR_TEST_VERBOSE("\nthe stop would %sremove %s",
+                         data->removed ? "not " : "", data->dir);
+        return -1;
+    }
+    if (STRNEQ_NULLABLE(QEMU_DOMAIN_PRIVATE(vm)->memoryBackingDir, data->keptDir)) {
+        VIR_TEST_VERBOSE("\nthe domain's memory directory changed");
+        return -1;
+    }
+    return 0;
 }
 
 
@@ -1084,6 +1277,9 @@ mymain(void)
                   "VIR_MIGRATE_NON_SHARED_DISK");
     DO_TEST_FLAGS("zerocopy", VIR_MIGRATE_LOCAL | VIR_MIGRATE_ZEROCOPY, 0,
                   "VIR_MIGRATE_ZEROCOPY");
+    DO_TEST_FLAGS("shared memory", nova | VIR_MIGRATE_LOCAL_SHARED_MEMORY,
+                  VIR_MIGRATE_LIVE | VIR_MIGRATE_LOCAL |
+                  VIR_MIGRATE_LOCAL_SHARED_MEMORY, NULL);
     DO_TEST_FLAGS("unknown", VIR_MIGRATE_LOCAL | (1U << 31), 0,
                   "0x80000000");
 
@@ -1294,7 +1490,7 @@ mymain(void)
         ret = -1;
         goto cleanup;
     }
-    testAllowBackendTransfer(localmigSchema);
+    testAllowUnstable(localmigSchema);
     if (!(localmigCaps = testQemuGetRealCaps("x86_64", "10.0.13", "+localmig",
                                              capslatest, capscache, NULL, NULL))) {
         ret = -1;
@@ -1304,7 +1500,7 @@ mymain(void)
         ret = -1;
         goto cleanup;
     }
-    testAllowBackendTransfer(upstreamSchema);
+    testAllowUnstable(upstreamSchema);
     if (!(upstreamCaps = testQemuGetRealCaps("x86_64", "10.0.13", "+localmig-local",
                                              capslatest, capscache, NULL, NULL))) {
         ret = -1;
@@ -1397,6 +1593,58 @@ mymain(void)
     DO_TEST_KEEPOUT("cleanup, old process", TARGET, OLD, "net1");
     DO_TEST_KEEPOUT("after the switchover, new process", TARGET, NEW, "net0 net1");
 
+#define DO_TEST_MEMORY(name, ...) \
+    do { \
+        const testMemoryData data = { __VA_ARGS__ }; \
+        if (virTestRun("shared memory " name, testMemory, &data) < 0) \
+            ret = -1; \
+    } while (0)
+#define TEST_SHARED_FILE "<source type='file'/><access mode='shared'/>"
+    DO_TEST_MEMORY("file, shared", .backing = TEST_SHARED_FILE);
+    DO_TEST_MEMORY("file, private", .backing = "<source type='file'/>",
+                   .error = "its memory is private");
+    DO_TEST_MEMORY("anonymous, shared", .backing = "<access mode='shared'/>",
+                   .error = "<source type='file'/>");
+    DO_TEST_MEMORY("memfd, shared",
+                   .backing = "<source type='memfd'/><access mode='shared'/>",
+                   .error = "<source type='file'/>");
+    DO_TEST_MEMORY("none", .backing = "", .error = "<source type='file'/>");
+    DO_TEST_MEMORY("hugepages",
+                   .backing = "<hugepages/>" TEST_SHARED_FILE,
+                   .error = "hugepage-backed");
+    DO_TEST_MEMORY("discard", .backing = TEST_SHARED_FILE "<discard/>",
+                   .error = "<discard/>");
+    DO_TEST_MEMORY("numa, shared", .backing = TEST_SHARED_FILE, .numa = true);
+    DO_TEST_MEMORY("numa, one cell shared",
+                   .backing = "<source type='file'/>", .numa = true,
+                   .cellAccess = "shared", .error = "a NUMA cell is private");
+    DO_TEST_MEMORY("numa, a private cell", .backing = TEST_SHARED_FILE,
+                   .numa = true, .cellAccess = "private",
+                   .error = "a NUMA cell is private");
+    DO_TEST_MEMORY("memory device", .backing = TEST_SHARED_FILE, .numa = true,
+                   .dimm = true, .error = "memory devices");
+#undef TEST_SHARED_FILE
+
+    if (virTestRun("shared memory: both binaries and definitions",
+                   testCheckMemory, NULL) < 0 ||
+        virTestRun("shared memory: the new process maps the running one's file",
+                   testShareMemory, "share") < 0 ||
+        virTestRun("copied memory: the new process has a file of its own",
+                   testShareMemory, NULL) < 0)
+        ret = -1;
+
+#define DO_TEST_KEEP_MEMORY(name, d, k, rm) \
+    do { \
+        const testKeepMemoryData data = { .dir = (d), .keptDir = (k), .removed = (rm) }; \
+        if (virTestRun("memory directory " name, testKeepMemoryOut, &data) < 0) \
+            ret = -1; \
+    } while (0)
+    DO_TEST_KEEP_MEMORY("shared", "/var/lib/libvirt/qemu/ram/3-guest1",
+                        "/var/lib/libvirt/qemu/ram/3-guest1", false);
+    DO_TEST_KEEP_MEMORY("copied", "/var/lib/libvirt/qemu/ram/4-guest1",
+                        "/var/lib/libvirt/qemu/ram/3-guest1", true);
+    DO_TEST_KEEP_MEMORY("none", NULL, "/var/lib/libvirt/qemu/ram/3-guest1", false);
+
     if (virTestRun("migration parameter backend-transfer", testParamJSON, NULL) < 0 ||
         virTestRun("migration parameter local", testParamJSON, "upstream") < 0)
         ret = -1;
@@ -1416,15 +1664,23 @@ mymain(void)
                       "\"bus\":\"pci.0\",\"addr\":\"0x2\"}",
         };
 
+        const testConversationData v10Shared = { .param = "backend-transfer",
+                                                 .sharedMemory = true };
         testConversationData upstreamDown = upstream;
+        testConversationData upstreamShared = upstream;
 
         upstreamDown.linkDown = true;
+        upstreamShared.sharedMemory = true;
         if (virTestRun("QMP conversation of the new process, v10",
                        testDstConversation, &v10) < 0 ||
             virTestRun("QMP conversation of the new process, upstream",
                        testDstConversation, &upstream) < 0 ||
             virTestRun("QMP conversation of the new process, upstream, link down",
-                       testDstConversation, &upstreamDown) < 0)
+                       testDstConversation, &upstreamDown) < 0 ||
+            virTestRun("QMP conversation of the new process, v10, shared memory",
+                       testDstConversation, &v10Shared) < 0 ||
+            virTestRun("QMP conversation of the new process, upstream, shared memory",
+                       testDstConversation, &upstreamShared) < 0)
             ret = -1;
     }
 

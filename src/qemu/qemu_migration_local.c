@@ -343,6 +343,7 @@ qemuMigrationLocalProcessRecord(qemuMigrationLocalProcess *proc,
         proc->monitor = g_strdup(priv->monConfig->data.nix.path);
     proc->libDir = g_strdup(priv->libDir);
     proc->channelTargetDir = g_strdup(priv->channelTargetDir);
+    proc->memoryBackingDir = g_strdup(priv->memoryBackingDir);
     proc->emulator = g_strdup(obj->def->emulator);
 }
 
@@ -459,12 +460,17 @@ qemuMigrationLocalNameTaps(qemuMigrationLocal *local,
  * names), so that it is in the status XML before the process exists. */
 static int
 qemuMigrationLocalLaunchPrepare(virQEMUDriver *driver,
+                                virDomainObj *vm,
                                 virDomainObj *shadow,
                                 qemuMigrationLocal *local,
                                 unsigned int flags)
 {
     if (qemuMigrationJobStart(shadow, VIR_ASYNC_JOB_MIGRATION_IN, flags) < 0)
         return -1;
+
+    /* before qemuProcessInit gives the process a directory of its own */
+    if (flags & VIR_MIGRATE_LOCAL_SHARED_MEMORY)
+        qemuMigrationLocalShareMemory(vm, shadow);
 
     if (qemuProcessInit(driver, shadow, NULL, VIR_ASYNC_JOB_MIGRATION_IN,
                         true, 0) < 0 ||
@@ -525,6 +531,10 @@ qemuMigrationLocalLaunch(virQEMUDriver *driver,
         goto cleanup;
 
     qemuMigrationLocalTestStop("launch");
+
+    if (flags & VIR_MIGRATE_LOCAL_SHARED_MEMORY &&
+        qemuMigrationLocalCheckMemoryTarget(shadow) < 0)
+        goto cleanup;
 
     /* the source enables no capability that needs this side's consent */
     if (qemuMigrationParamsCheck(shadow, VIR_ASYNC_JOB_MIGRATION_IN,
@@ -892,7 +902,9 @@ qemuMigrationLocalPerform(virQEMUDriver *driver,
 
     /* PREPARE */
     if (!(def = qemuMigrationLocalNewDef(driver, vm, xmlin, &newCaps)) ||
-        qemuMigrationLocalCheckDevices(vm->def, def, backendTransfer) < 0)
+        qemuMigrationLocalCheckDevices(vm->def, def, backendTransfer) < 0 ||
+        (flags & VIR_MIGRATE_LOCAL_SHARED_MEMORY &&
+         qemuMigrationLocalCheckMemory(vm, def) < 0))
         goto endjob;
     qemuMigrationLocalKeepSeclabels(vm->def, def);
 
@@ -919,7 +931,7 @@ qemuMigrationLocalPerform(virQEMUDriver *driver,
     /* LAUNCH */
     if (!(shadow = qemuMigrationLocalShadowNew(driver, &def, newCaps,
                                                local->generation)) ||
-        qemuMigrationLocalLaunchPrepare(driver, shadow, local, useFlags) < 0) {
+        qemuMigrationLocalLaunchPrepare(driver, vm, shadow, local, useFlags) < 0) {
         if (shadow)
             qemuMigrationLocalProcessRecord(&local->target, shadow);
         goto rollback;
@@ -1004,6 +1016,7 @@ qemuMigrationLocalPerform(virQEMUDriver *driver,
     qemuMigrationLocalLogNets(driver, vm, local);
     qemuMigrationLocalMovePidfile(driver, vm, shadow);
     qemuMigrationLocalKeepOut(local, shadow->def, QEMU_MIGRATION_LOCAL_PROCESS_OLD);
+    qemuMigrationLocalKeepMemoryOut(vm, shadow);
     qemuProcessStop(driver, shadow, VIR_DOMAIN_SHUTOFF_MIGRATED,
                     VIR_ASYNC_JOB_MIGRATION_IN,
                     VIR_QEMU_PROCESS_STOP_MIGRATED |
@@ -1019,13 +1032,14 @@ qemuMigrationLocalPerform(virQEMUDriver *driver,
     qemuMigrationLocalSetOwner(local, QEMU_MIGRATION_LOCAL_NET_OWNER_SOURCE);
     qemuMigrationLocalSetPhase(vm, local, QEMU_MIGRATION_LOCAL_PHASE_ROLLBACK);
     qemuMigrationLocalTestStop("rollback");
-    if (shadow && !adopted)
+    if (shadow && !adopted) {
         qemuMigrationLocalKeepOut(local, shadow->def, QEMU_MIGRATION_LOCAL_PROCESS_NEW);
-    if (shadow && !adopted)
+        qemuMigrationLocalKeepMemoryOut(vm, shadow);
         qemuProcessStop(driver, shadow, VIR_DOMAIN_SHUTOFF_FAILED,
                         VIR_ASYNC_JOB_MIGRATION_IN,
                         VIR_QEMU_PROCESS_STOP_MIGRATED |
                         VIR_QEMU_PROCESS_STOP_NO_RELABEL);
+    }
     if (virDomainObjIsActive(vm)) {
         qemuMigrationParamsReset(vm, VIR_ASYNC_JOB_MIGRATION_OUT,
                                  jobPriv->migParams, useFlags);

@@ -243,6 +243,9 @@ qemuMigrationLocalRecover(virQEMUDriver *driver,
         virFileDeleteTree(other->libDir);
     if (other->channelTargetDir)
         virFileDeleteTree(other->channelTargetDir);
+    if (qemuMigrationLocalMayRemoveMemory(other->memoryBackingDir,
+                                          QEMU_DOMAIN_PRIVATE(vm)->memoryBackingDir))
+        virFileDeleteTree(other->memoryBackingDir);
 
     /* its TAPs went away with it; what is left is the <downscript> */
     for (i = 0; i < local->nnets; i++) {

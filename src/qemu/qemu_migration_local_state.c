@@ -101,6 +101,7 @@ qemuMigrationLocalProcessClear(qemuMigrationLocalProcess *proc)
     g_free(proc->monitor);
     g_free(proc->libDir);
     g_free(proc->channelTargetDir);
+    g_free(proc->memoryBackingDir);
     g_free(proc->emulator);
 }
 
@@ -170,6 +171,8 @@ qemuMigrationLocalProcessFormat(virBuffer *buf,
     virBufferEscapeString(&attrBuf, " libDir='%s'", proc->libDir);
     virBufferEscapeString(&attrBuf, " channelTargetDir='%s'",
                           proc->channelTargetDir);
+    virBufferEscapeString(&attrBuf, " memoryBackingDir='%s'",
+                          proc->memoryBackingDir);
     virBufferEscapeString(&attrBuf, " emulator='%s'", proc->emulator);
 
     virXMLFormatElement(buf, element, &attrBuf, NULL);
@@ -248,6 +251,7 @@ qemuMigrationLocalProcessParse(xmlNodePtr node,
     proc->monitor = virXMLPropString(node, "monitor");
     proc->libDir = virXMLPropString(node, "libDir");
     proc->channelTargetDir = virXMLPropString(node, "channelTargetDir");
+    proc->memoryBackingDir = virXMLPropString(node, "memoryBackingDir");
     proc->emulator = virXMLPropString(node, "emulator");
 
     return 0;

@@ -85,6 +85,8 @@ struct _qemuMigrationLocalProcess {
     char *monitor;           /* QMP socket path */
     char *libDir;
     char *channelTargetDir;
+    char *memoryBackingDir;  /* the same for both processes when they
+                              * share the guest's memory */
     char *emulator;
 };
 

@@ -151,3 +151,26 @@ qemuMigrationLocalKeepOut(qemuMigrationLocal *local,
 
 void
 qemuMigrationLocalEndHandover(virDomainDef *def);
+
+/* qemu_migration_local_memory.c */
+const char *
+qemuMigrationLocalMemoryUnshareable(const virDomainDef *def);
+
+int
+qemuMigrationLocalCheckMemory(virDomainObj *vm,
+                              const virDomainDef *newDef);
+
+void
+qemuMigrationLocalShareMemory(virDomainObj *vm,
+                              virDomainObj *shadow);
+
+int
+qemuMigrationLocalCheckMemoryTarget(virDomainObj *shadow);
+
+bool
+qemuMigrationLocalMayRemoveMemory(const char *dir,
+                                  const char *keptDir);
+
+void
+qemuMigrationLocalKeepMemoryOut(virDomainObj *vm,
+                                virDomainObj *discarded);
