@@ -23,6 +23,15 @@
 # (destroy): each TAP's <script> and <downscript> ran once, in that order;
 # every acknowledged disk write is in the image; nothing is left. The
 # outcomes are the table in docs/localmig-faults.rst. TAP output.
+#
+# Usage: fault-matrix.sh [shared]
+#   shared: the guest's RAM is a shared file and every job adds
+#     --local-shared-memory; after each fault the running QEMU maps the
+#     file the guest ran on before the job (same inode), the only one, and
+#     a guest that is gone left none. The stream of such a job is too
+#     short to hold, so the cases of points stream and rollback are left
+#     out, and, unless FM_ONLY says otherwise, one case per fault and
+#     phase runs (SHARED_CASES).
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 . "$LM_LIB_DIR/libvirt.sh"
@@ -70,6 +79,17 @@ CASES=(
     "virsh destroy|classic|stream|dom_destroy|none"
 )
 POINTS=(prepare launch migrate switchover cleanup rollback)
+MEMORY=${1:-copy}
+case $MEMORY in
+    copy) ;;
+    shared)
+        SHARED_CASES='^(virtqemud killed\|bt\|(launch|switchover)|virtqemud killed\|bt\|migrate|virtqemud killed\|classic\|cleanup|new QEMU killed\|(bt\|launch|classic\|migrate|bt\|switchover|classic\|cleanup)|old QEMU killed\|classic\|cleanup|domjobabort\|(bt\|migrate|classic\|switchover)|guest powered off\|classic\|migrate)\|'
+        FM_ONLY=${FM_ONLY:-$SHARED_CASES}
+        held=()
+        for c in "${CASES[@]}"; do [[ "$c" =~ \|(stream|rollback)\| ]] || held+=("$c"); done
+        CASES=("${held[@]}") ;;
+    *) echo "usage: $0 [shared]" >&2; exit 2 ;;
+esac
 # FM_ONLY=REGEX: only the cases whose "label|mode|point" matches
 if [ -n "${FM_ONLY:-}" ]; then
     only=()
@@ -90,6 +110,13 @@ for d in up down; do
     chmod 0755 "$LM_TMP/if$d.sh"
 done
 
+if [ "$MEMORY" = shared ]; then
+    TUNE_XML+="
+  <memoryBacking>
+    <source type='file'/>
+    <access mode='shared'/>
+  </memoryBacking>"
+fi
 RG_NET0_XML="
       <backend transfer='on'/>" \
 RG_DEVICES_XML="    <interface type='ethernet'>
@@ -125,6 +152,20 @@ job_none() { lh_virsh domjobinfo "$dom" 2>/dev/null | grep -q '^Job type: *None'
 stream_flowing() {
     lh_virsh domjobinfo "$dom" 2>/dev/null |
         awk '/^(Data|Memory) processed:/ && $3 + 0 > 0 { f = 1 } END { exit !f }'
+}
+
+# ram_files: the guest RAM files in the driver's memory directory
+ram_files() { find "$LH_LIB/qemu/ram" -name pc.ram -type f 2>/dev/null | sort; }
+# ram_state PID INODE: how the guest's RAM stands after a fault
+ram_state() {
+    local f maps
+    f=$(ram_files)
+    [ "$(wc -w <<<"$f")" = 1 ] || { echo "RAM files: ${f:-none}"; return; }
+    [ "$(stat -c %i "$f")" = "$2" ] || { echo "$f is a new file"; return; }
+    # QEMU sees the host's root under another path in its mount namespace
+    maps=$(awk '$2 ~ /^...s/ && $6 ~ /\/pc\.ram$/ { print $5 }' "/proc/$1/maps" | sort -u)
+    [ "$maps" = "$2" ] || { echo "QEMU $1 does not map $f shared (inodes: $maps)"; return; }
+    echo "the file of before, mapped"
 }
 
 # status_phase: the phase the domain's status XML records
@@ -180,15 +221,16 @@ boot_again() {
 # process the guest must run on afterwards: old, new or none. 4 points.
 fault_case() {
     local label="$1 in $3 ($2)" mode=$2 point=$3 fault=$4 expect=$5
-    local flag=--local bw=() armed hit=0 want run nqemu out taps t h ph bad=""
+    local flag=--local bw=() armed hit=0 want run nqemu out taps t h ph bad="" ino0= want_out
     [ "$mode" = bt ] && flag=--local-backend-transfer
+    [ "$MEMORY" = copy ] || { bw=(--local-shared-memory); ino0=$(stat -c %i "$(ram_files)"); }
     pid0=$(lh_qemu_pid "$dom")
     pty0=$(rg_pty_of "$dom")
     npid=""
     abort_pid="" destroy_pid=""
     lh_points_release
     [ "$point" != stream ] && [ "$point" != rollback ] ||
-        bw=(--bandwidth "$STREAM_BANDWIDTH")
+        bw+=(--bandwidth "$STREAM_BANDWIDTH")
     if [ "$point" != stream ]; then
         armed=$(armed_point "$point")
         lh_point_arm "$armed"
@@ -261,9 +303,9 @@ fault_case() {
         # a guest that is gone has no TAP, pidfile or per-process dir left
         taps=$(ip -n "$LM_NS" -o link show type tun | awk -F': ' '{ sub(/@.*/, "", $2); print $2 }' | tr '\n' ' ')
         tap_expect "$label: no TAP left in the namespace" "" "$taps"
-        out=$(ls -d "$LH_RUN/qemu/"*.pid "$LH_LIB/qemu/domain-"* 2>/dev/null |
+        out=$( { ls -d "$LH_RUN/qemu/"*.pid "$LH_LIB/qemu/domain-"* 2>/dev/null; ram_files; } |
               grep -v '/driver\.pid$' | tr '\n' ' ' || :)
-        tap_expect "$label: no pidfile or per-process dir left" "" "$out"
+        tap_expect "$label: no pidfile, per-process dir or RAM file left" "" "$out"
         boot_again || tap_bail "$dom did not boot again"
         return
     fi
@@ -289,8 +331,13 @@ fault_case() {
     out+=", $(ls -d "$LH_LIB/qemu/domain-"* 2>/dev/null | wc -l) per-process dir(s)"
     out+=", $(ls -d "$(cgroup_dir /machine)"/qemu-*"$dom"* 2>/dev/null | wc -l) cgroup(s)"
     out+=", $(grep -c '<localMigration' "$LH_RUN/qemu/$dom.xml" || :) job state(s)"
+    want_out="1 pidfile(s), 1 per-process dir(s), 1 cgroup(s), 0 job state(s)"
+    if [ "$MEMORY" = shared ]; then
+        out+="; RAM: $(ram_state "$want" "$ino0")"
+        want_out+="; RAM: the file of before, mapped"
+    fi
     tap_expect "$label: what the running QEMU uses, once, and nothing else" \
-        "1 pidfile(s), 1 per-process dir(s), 1 cgroup(s), 0 job state(s)" "$out"
+        "$want_out" "$out"
 }
 
 # ---- the matrix ------------------------------------------------------------
