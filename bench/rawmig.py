@@ -3,10 +3,12 @@
 """rawmig: the raw floor, one local migration with backend transfer driven
 over QMP directly, no libvirt.
 
-  rawmig.py [--max-downtime MS] SRC_QMP SRC_PID DST_QMP DST_LOG -- QEMU ARGS...
+  rawmig.py [--ignore-shared] [--max-downtime MS] SRC_QMP SRC_PID DST_QMP DST_LOG -- QEMU ARGS...
 
 --max-downtime: the source's downtime-limit (what virsh
 migrate-setmaxdowntime sets); QEMU's default without it.
+--ignore-shared: x-ignore-shared on both sides (both map the guest's RAM
+from one shared file: it is not sent).
 SRC_QMP/SRC_PID: the running QEMU (its virtio-net has backend-transfer=on).
 QEMU ARGS: the destination's command line (a tap netdev with
 incoming-fds=on, -incoming defer, no -S: it runs as soon as the state is
@@ -97,9 +99,16 @@ def event_time(events, name, status):
 
 def main(argv):
     max_downtime = None
-    if argv[:1] == ["--max-downtime"] and len(argv) > 1:
-        max_downtime = int(argv[1])
-        argv = argv[2:]
+    ignore_shared = False
+    while argv[:1] in (["--max-downtime"], ["--ignore-shared"]):
+        if argv[0] == "--ignore-shared":
+            ignore_shared = True
+            argv = argv[1:]
+        elif len(argv) > 1:
+            max_downtime = int(argv[1])
+            argv = argv[2:]
+        else:
+            break
     if len(argv) < 6 or argv[4] != "--":
         sys.stderr.write(__doc__)
         return 2
@@ -117,6 +126,10 @@ def main(argv):
     src = lmqmp.QMP(src_qmp)
     src.cmd("migrate-set-capabilities", {"capabilities": [
         {"capability": "events", "state": True}]})
+    if ignore_shared:
+        for q in (src, dst):
+            q.cmd("migrate-set-capabilities", {"capabilities": [
+                {"capability": "x-ignore-shared", "state": True}]})
 
     # the stream's settings libvirt uses for a local migration: no
     # bandwidth cap on the source (QEMU's default is 128 MiB/s), the

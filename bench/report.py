@@ -6,10 +6,12 @@
 
 reads OUT/machine.env and OUT/runs/NN-MODE/{meta,ping.log,mem.log,
 virsh.out,libvirt-debug.log}, prints the table (median, min, max per mode),
-the phase breakdown and the targets as read-off lines, and writes
+the phase breakdown, the memory dimension's table (runs named MODE@SIZE:
+per mode and RAM size) and the targets as read-off lines, and writes
 OUT/samples.csv and OUT/samples.json (one row per run), OUT/table.txt (what
-was printed), OUT/table.rst (for docs/performance.rst) and OUT/gaps.png
-(needs python3-matplotlib; skipped with a note when it is missing).
+was printed), OUT/table.rst (for docs/performance.rst), OUT/gaps.png and
+OUT/memory.png (need python3-matplotlib; skipped with a note when it is
+missing).
 
 Only Debian 12's python3 standard library, except the plot.
 """
@@ -30,6 +32,32 @@ MODE_TITLE = {
     "bt": "libvirt backend transfer",
     "upgrade": "upgrade 7.2 -> 10.0",
 }
+# the memory dimension's modes (run names MODE@SIZE), in table order
+MEMORY_MODES = ["raw-copy", "copy", "raw-shared", "shared"]
+MEMORY_TITLE = {
+    "raw-copy": "raw floor, copy",
+    "copy": "libvirt copy",
+    "raw-shared": "raw floor, x-ignore-shared",
+    "shared": "libvirt --local-shared-memory",
+}
+MEMORY_FIGURES = [
+    ("wall_ms", "command wall time", "ms"),
+    ("total_ms", "QEMU total time", "ms"),
+    ("paused_ms", "guest paused", "ms"),
+    ("gap_ms", "largest ping gap", "ms"),
+    ("lost", "lost", ""),
+    ("ram_sent_mib", "RAM sent", "MiB"),
+    ("mem_host_mib", "host memory peak above the guest", "MiB"),
+]
+
+
+def family(mode):
+    """A memory run's mode without its size; other modes as they are."""
+    return mode.split("@", 1)[0]
+
+
+def is_raw(mode):
+    return family(mode) in ("raw", "raw-copy", "raw-shared")
 
 # (key, label, unit): the per-run figures of the main table
 FIGURES = [
@@ -248,6 +276,8 @@ def libvirt_marks(path):
                     marks.setdefault(name, float(ret[key]))
             if "downtime-bytes" in ret.get("ram", {}):
                 marks.setdefault("qemu_downtime_bytes", float(ret["ram"]["downtime-bytes"]))
+            if "transferred" in ret.get("ram", {}):
+                marks.setdefault("qemu_ram_bytes", float(ret["ram"]["transferred"]))
     cont = next(((mon, sent.get("id")) for _, mon, sent in sends
                  if sent.get("execute") == "cont"), None)
     for when, mon, rep in replies:
@@ -265,7 +295,7 @@ def span(marks, a, b):
 def phases(mode, marks):
     """Phase durations (ms) of one run from its marks (libvirt's or the raw
     floor's); a phase whose ends are unknown is None."""
-    if mode == "raw":
+    if is_raw(mode):
         return {
             "startup": span(marks, "t_cmd_start", "t_launch"),
             "checks": 0.0,
@@ -331,13 +361,15 @@ def run_sample(run_dir):
         mf = mem_figures(mem)
         exits = mf.pop("exits")
         row.update(mf)
-    if mode == "raw":
+    row["ram_mib"] = num(meta.get("ram_mib"))
+    if is_raw(mode):
         for k in ("t_launch", "t_qmp", "t_migrate", "t_completed", "t_running",
                   "t_quit", "t_gone", "t_stop", "t_src_completed", "t_resume"):
             marks[k] = num(meta.get(k))
         row["downtime_ms"] = num(meta.get("downtime"))
         row["downtime_mib"] = mib(num(meta.get("downtime_bytes")))
         row["total_ms"] = num(meta.get("total_time"))
+        row["ram_sent_mib"] = mib(num(meta.get("transferred")))
         row["api_ms"] = span(marks, "t_launch", "t_gone")
         if meta.get("status") != "completed":
             row["ok"] = False
@@ -353,6 +385,7 @@ def run_sample(run_dir):
                 if name in marks:
                     row[key] = marks.pop(name)
             row["downtime_mib"] = mib(marks.pop("qemu_downtime_bytes", None))
+            row["ram_sent_mib"] = mib(marks.pop("qemu_ram_bytes", None))
         # the old process ended: the first QEMU exit after the switchover
         if marks.get("t_resume") is not None:
             marks["t_old_exit"] = next((t for t, _ in sorted(exits)
@@ -392,8 +425,103 @@ def cell(st, unit):
 
 
 def modes_of(rows):
-    present = {r["mode"] for r in rows}
+    """The main table's modes: those without a RAM size."""
+    present = {r["mode"] for r in rows if "@" not in r["mode"]}
     return [m for m in MODES if m in present] + sorted(present - set(MODES))
+
+
+def memory_runs(rows):
+    """The memory dimension's (mode, size) pairs, in table order."""
+    pairs = {(family(r["mode"]), r["ram_mib"]) for r in rows
+             if "@" in r["mode"] and r.get("ram_mib") is not None}
+    order = {m: i for i, m in enumerate(MEMORY_MODES)}
+    return sorted(pairs, key=lambda p: (order.get(p[0], len(order)), p[0], p[1]))
+
+
+def memory_rows(rows):
+    """One line per memory mode and RAM size: median (min-max) of each
+    figure, and how many of its runs succeeded."""
+    pairs = memory_runs(rows)
+    header = ["mode", "RAM [MiB]", "runs"] + \
+        ["%s%s" % (label, " [%s]" % unit if unit else "") for _, label, unit in MEMORY_FIGURES]
+    body = []
+    for fam, size in pairs:
+        mode = "%s@%d" % (fam, size)
+        n_ok = sum(1 for r in rows if r["mode"] == mode and r["ok"])
+        n = sum(1 for r in rows if r["mode"] == mode)
+        line = [MEMORY_TITLE.get(fam, fam), "%d" % size, "%d/%d" % (n_ok, n)]
+        for key, _, unit in MEMORY_FIGURES:
+            line.append(cell(stats(by_mode(rows, key).get(mode, [])), unit))
+        body.append(line)
+    return header, body
+
+
+def memory_targets(rows):
+    """The memory dimension's targets, read off the samples."""
+    lines = []
+    sizes = sorted({s for f, s in memory_runs(rows) if f == "shared"})
+
+    def med(mode, key):
+        st = stats(by_mode(rows, key).get(mode, []))
+        return st[0] if st else None
+
+    if len(sizes) >= 2:
+        lo, hi = sizes[0], sizes[-1]
+        a, b = med("shared@%d" % lo, "wall_ms"), med("shared@%d" % hi, "wall_ms")
+        if a and b:
+            lines.append("shared wall time at %d MiB: %d ms, %.2fx its %d ms at %d MiB"
+                         " (target: within 1.3x)" % (hi, round(b), b / a, round(a), lo))
+    for size in sizes:
+        st = stats(by_mode(rows, "mem_host_mib").get("shared@%d" % size, []))
+        if st:
+            lines.append("shared host memory peak above the guest at %d MiB: median %.1f,"
+                         " max %.1f MiB (target: under 64 MiB)" % (size, st[0], st[2]))
+    if sizes:
+        p_sh, p_cp = med("shared@%d" % sizes[0], "paused_ms"), med("copy@%d" % sizes[0], "paused_ms")
+        if p_sh is not None and p_cp is not None:
+            lines.append("shared guest pause at %d MiB: %.1f ms against copy's %.1f ms"
+                         " (target: no longer)" % (sizes[0], p_sh, p_cp))
+    for fam in ("copy", "shared"):
+        lost = [v for (f, s) in memory_runs(rows) if f == fam
+                for v in by_mode(rows, "lost").get("%s@%d" % (f, s), []) if v is not None]
+        if lost:
+            lines.append("%s (backend transfer) packets lost: 0 in %d/%d runs"
+                         % (fam, sum(1 for v in lost if v == 0), len(lost)))
+    return lines
+
+
+def plot_memory(rows, path):
+    """Wall time and host memory peak against the guest's RAM, per mode."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "no memory plot: python3-matplotlib is not installed"
+    pairs = memory_runs(rows)
+    if not pairs:
+        return None
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.6))
+    for fam in [m for m in MEMORY_MODES if any(f == m for f, _ in pairs)]:
+        sizes = sorted(s for f, s in pairs if f == fam)
+        for ax, key in ((ax1, "wall_ms"), (ax2, "mem_host_mib")):
+            meds = []
+            for s in sizes:
+                st = stats(by_mode(rows, key).get("%s@%d" % (fam, s), []))
+                meds.append(st[0] if st else float("nan"))
+            ax.plot(sizes, meds, marker="o", label=MEMORY_TITLE.get(fam, fam))
+    for ax, label in ((ax1, "command wall time [ms] (median)"),
+                      (ax2, "host memory peak above the guest [MiB] (median)")):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("guest RAM [MiB]")
+        ax.set_ylabel(label)
+        ax.set_ylim(bottom=0)
+        ax.legend(fontsize=8)
+    ax2.axhline(64, color="red", ls=":", lw=1)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return None
 
 
 def by_mode(rows, key):
@@ -583,19 +711,25 @@ def main(argv):
     if not rows:
         sys.stderr.write("report: no runs in %s\n" % out_dir)
         return 1
+    all_rows = rows
     modes = modes_of(rows)
+    mem_head, mem_body = memory_rows(rows)
+    mem_targets = memory_targets(rows)
+    # the main table and its targets: the runs without a RAM size
+    rows = [r for r in rows if "@" not in r["mode"]]
 
-    keys = ["run", "mode", "iteration", "ok", "foreign_qemus", "busy_before", "loadavg"] + [k for k, _, _ in FIGURES] + \
+    keys = ["run", "mode", "iteration", "ok", "foreign_qemus", "busy_before", "loadavg",
+            "ram_mib", "ram_sent_mib"] + [k for k, _, _ in FIGURES] + \
         ["sent", "received", "mem_rss_peak_mib", "mem_samples"] + \
         ["phase_%s_ms" % k for k, _ in PHASES]
     with open(os.path.join(out_dir, "samples.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
         w.writeheader()
-        for r in rows:
+        for r in all_rows:
             w.writerow({k: ("%.3f" % r[k] if isinstance(r.get(k), float) else r.get(k))
                         for k in keys})
     with open(os.path.join(out_dir, "samples.json"), "w") as f:
-        json.dump({"machine": machine, "runs": rows}, f, indent=1, sort_keys=True)
+        json.dump({"machine": machine, "runs": all_rows}, f, indent=1, sort_keys=True)
 
     counts = {m: (sum(1 for r in rows if r["mode"] == m and r["ok"]),
                   sum(1 for r in rows if r["mode"] == m)) for m in modes}
@@ -611,19 +745,32 @@ def main(argv):
                "libvirt " + re.sub(r"^libvirt ", "", machine.get("libvirt", "?")),
                machine.get("ping_interval", "?"), downtime_limit(machine),
                "commit " + machine.get("commit", "?"))]
-    lines = desc + [""] + text_table(head, body) + [""] + \
-        text_table(ph_head, ph_body) + [""] + ["target: " + t for t in tlines]
-    busy = [r["run"] for r in rows if r.get("foreign_qemus") or
+    lines = desc + [""]
+    if modes:
+        lines += text_table(head, body) + [""] + \
+            text_table(ph_head, ph_body) + [""] + ["target: " + t for t in tlines]
+    mem_lines = []
+    if mem_body:
+        mem_lines = ["memory: guest RAM a shared file in a tmpfs, %s %% of it rewritten"
+                     " every second or so; median (min-max)" % machine.get("dirty_pct", "?")]
+        lines += [""] + mem_lines + text_table(mem_head, mem_body) + [""] + \
+            ["target: " + t for t in mem_targets]
+    busy = [r["run"] for r in all_rows if r.get("foreign_qemus") or
             (r.get("busy_before") or 0) > 20]
     if busy:
         lines.append("WARNING: other QEMUs or >20% CPU busy on the host before: " + " ".join(busy))
-    failed = [r["run"] for r in rows if not r["ok"]]
+    failed = [r["run"] for r in all_rows if not r["ok"]]
     if failed:
         lines.append("failed runs (left out of the figures): " + " ".join(failed))
-    note = plot(rows, modes, out_dir, os.path.join(out_dir, "gaps.png")) \
-        if "--no-plot" not in argv else "no plot (--no-plot)"
-    if note:
-        lines.append(note)
+    notes = []
+    if "--no-plot" in argv:
+        notes.append("no plot (--no-plot)")
+    else:
+        if modes:
+            notes.append(plot(rows, modes, out_dir, os.path.join(out_dir, "gaps.png")))
+        if mem_body:
+            notes.append(plot_memory(all_rows, os.path.join(out_dir, "memory.png")))
+    lines += [n for n in notes if n]
     text = "\n".join(lines) + "\n"
     with open(os.path.join(out_dir, "table.txt"), "w") as f:
         f.write(text)
@@ -638,8 +785,13 @@ def main(argv):
               re.sub(r"^libvirt ", "", machine.get("libvirt", "?")), machine.get("guest", "?"),
               machine.get("ping_interval", "?"), downtime_limit(machine),
               "on" if machine.get("debug_log", "1") == "1" else "off"),
-           ""] + rst_table(head, body) + [""] + rst_table(ph_head, ph_body) + [""] + \
-        ["- " + t for t in tlines]
+           ""]
+    if modes:
+        rst += rst_table(head, body) + [""] + rst_table(ph_head, ph_body) + [""] + \
+            ["- " + t for t in tlines]
+    if mem_body:
+        rst += [""] + mem_lines + [""] + rst_table(mem_head, mem_body) + [""] + \
+            ["- " + t for t in mem_targets]
     with open(os.path.join(out_dir, "table.rst"), "w") as f:
         f.write("\n".join(rst) + "\n")
     sys.stdout.write(text)

@@ -13,7 +13,27 @@
 #
 # BENCH_RUNS iterations (default 5); each runs every mode once, in an order
 # rotated by one per iteration, each on a freshly booted guest (only that
-# guest runs while it is measured; the boot is not measured).  Each run
+# guest runs while it is measured; the boot is not measured).
+#
+# Then the memory dimension: the guest's RAM is a shared file in a tmpfs
+# (memory_backing_dir, as a host gives file-backed guests memory rather
+# than disk), BENCH_SIZES MiB of it (default "256 1024 4096"), and the guest
+# rewrites BENCH_DIRTY_PCT % of it (default 5) every second or so
+# (localmig.dirty, tests/e2e/guest/build-guest.sh). BENCH_MEMORY_RUNS
+# iterations (default 3) per size of the memory modes, each with backend
+# transfer:
+#
+#   raw-copy    the raw floor of a copy: two reference QEMUs on files of
+#               their own, over QMP
+#   copy        virsh migrate --live --local-backend-transfer (the new
+#               process gets a file of its own and the RAM in the stream)
+#   raw-shared  the raw floor of sharing: both QEMUs on one file,
+#               x-ignore-shared on both
+#   shared      virsh migrate --live --local-backend-transfer
+#               --local-shared-memory
+#
+# A memory mode's runs are named MODE@SIZE. BENCH_MEMORY_MODES (default
+# "raw-copy copy raw-shared shared", "" for none) chooses them.  Each run
 # keeps its raw samples in OUT/runs/NN-MODE/: ping.log (timestamped
 # replies), mem.log (bench/memwatch.py), meta (key=value: command start
 # and end, exit status, QEMU's figures, the raw floor's step times, the
@@ -43,7 +63,11 @@ RUNS=${BENCH_RUNS:-5}
 INTERVAL=${BENCH_PING_INTERVAL:-0.002}
 SETTLE=${BENCH_SETTLE:-1}
 MAX_DOWNTIME=${BENCH_MAX_DOWNTIME:-10}
-read -r -a MODES <<<"${BENCH_MODES:-raw classic bt upgrade}"
+read -r -a MODES <<<"${BENCH_MODES-raw classic bt upgrade}"
+read -r -a SIZES <<<"${BENCH_SIZES:-256 1024 4096}"
+read -r -a MEMORY_MODES <<<"${BENCH_MEMORY_MODES-raw-copy copy raw-shared shared}"
+MEMORY_RUNS=${BENCH_MEMORY_RUNS:-3}
+DIRTY_PCT=${BENCH_DIRTY_PCT:-5}
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-90}
 STOCK_QEMU=/usr/bin/qemu-system-x86_64
 PY=/usr/bin/python3
@@ -76,6 +100,11 @@ setup() {
     lm_tmpdir
     ROOT=$LM_TMP/root
     lv_embed_root "$ROOT"
+    # the memory modes' guest RAM: in memory, as /dev/shm is
+    SHM=$(mktemp -d /dev/shm/lm-bench.XXXXXX)
+    lm_defer rm -rf "$SHM"
+    chmod 0755 "$SHM"
+    echo "memory_backing_dir = \"$SHM/lv\"" >>"$ROOT/etc/qemu.conf"
     lm_netns_create bench
     lm_defer say "cleaned up"
 
@@ -93,11 +122,29 @@ setup() {
     lv_virsh "$ROOT" "define $LM_TMP/$DOM.xml; define $LM_TMP/$UPDOM.xml" >/dev/null ||
         die "define"
     lm_defer lv_undefine_all
+    # the memory modes' guest, defined again for each size
+    MEMDOM=lm-bench-mem-$$
+}
+
+# dirty_mib SIZE: what the guest of SIZE MiB rewrites each second
+dirty_mib() { echo $(($1 * DIRTY_PCT / 100)); }
+
+# define_mem SIZE: the memory modes' guest with SIZE MiB of shared file RAM
+define_mem() {
+    QEMU=$QEMU_BIN_V10 GUEST_MEM_MIB=$1 \
+        GUEST_CMDLINE="$GUEST_CMDLINE localmig.dirty=$(dirty_mib "$1")" LV_NET_XML="
+      <backend transfer='on'/>" lv_domain_xml "$MEMDOM" "$SERIAL" |
+        awk '{ print } /^  <memory unit=/ {
+                 print "  <memoryBacking><source type=\x27file\x27/><access mode=\x27shared\x27/></memoryBacking>" }' \
+        >"$LM_TMP/$MEMDOM.xml"
+    lv_virsh "$ROOT" "undefine $MEMDOM" >/dev/null 2>&1 || :
+    lv_virsh "$ROOT" "define $LM_TMP/$MEMDOM.xml" >/dev/null || die "define $MEMDOM"
 }
 
 lv_undefine_all() {
     local d
-    for d in "$DOM" "$UPDOM"; do
+    for d in "$DOM" "$UPDOM" "${MEMDOM:-}"; do
+        [ -n "$d" ] || continue
         if [ -n "$(lv_qemu_pid "$ROOT" "$d" || :)" ]; then
             lv_destroy "$ROOT" "$d" >/dev/null 2>&1 || :
         fi
@@ -115,18 +162,25 @@ wait_guest() {
 # ---- the raw floor: reference QEMU over QMP --------------------------------------
 RAW_TAP=lmbench0
 
-raw_qemu_args() {   # NAME: common part of both processes' command lines
+# RAW_MEM: the raw floor's guest RAM in MiB; RAW_RAM: its file (the memory
+# modes), empty for anonymous RAM
+# and RAW_CMDLINE its kernel command line; measure sets them for each run
+RAW_MEM= RAW_RAM= RAW_CMDLINE=
+raw_qemu_args() {   # NAME [RAMFILE]: common part of both processes' command lines
     echo "$QEMU_BIN -nodefaults -no-user-config -display none" \
-         "-machine pc,accel=tcg -m $GUEST_MEM_MIB -smp 1" \
+         "-machine pc,accel=tcg -m $RAW_MEM -smp 1" \
          "-qmp unix:$LM_TMP/$1.qmp,server=on,wait=off -serial file:$SERIAL"
+    [ -z "${2:-}" ] ||
+        echo "-object memory-backend-file,id=pc.ram,mem-path=$2,size=${RAW_MEM}M,share=on" \
+             "-machine memory-backend=pc.ram"
 }
 
 boot_raw() {
     : >"$SERIAL"
     rm -f "$LM_TMP/rawsrc.qmp"
     # shellcheck disable=SC2046
-    ip netns exec "$LM_NS" $(raw_qemu_args rawsrc) \
-        -kernel "$GUEST_KERNEL" -initrd "$GUEST_INITRD" -append "$GUEST_CMDLINE" \
+    ip netns exec "$LM_NS" $(raw_qemu_args rawsrc "$RAW_RAM") \
+        -kernel "$GUEST_KERNEL" -initrd "$GUEST_INITRD" -append "$RAW_CMDLINE" \
         -netdev "tap,id=net0,ifname=$RAW_TAP,script=no,downscript=no" \
         -device "virtio-net-pci,netdev=net0,mac=52:54:00:4c:4d:02,romfile=,backend-transfer=on" \
         </dev/null >"$LM_TMP/rawsrc.log" 2>&1 &
@@ -138,14 +192,19 @@ boot_raw() {
     wait_guest
 }
 
+# migrate_raw [copy|shared]: the raw floor; with a RAM file, the new
+# process on a file of its own (copy) or on the same one (shared)
 migrate_raw() {
-    local rc=0
+    local rc=0 ram= opts=()
     rm -f "$LM_TMP/rawdst.qmp"
+    case ${1:-} in
+        copy) ram=$SHM/raw-dst.ram ;;
+        shared) ram=$RAW_RAM; opts=(--ignore-shared) ;;
+    esac
+    [ "$MAX_DOWNTIME" = 0 ] || opts+=(--max-downtime "$MAX_DOWNTIME")
     # shellcheck disable=SC2046
-    local limit=()
-    [ "$MAX_DOWNTIME" = 0 ] || limit=(--max-downtime "$MAX_DOWNTIME")
-    lm_nsexec "$PY" "$here/rawmig.py" "${limit[@]}" "$LM_TMP/rawsrc.qmp" "$RAW_SRC_PID" \
-        "$LM_TMP/rawdst.qmp" "$RUN_DIR/rawdst.log" -- $(raw_qemu_args rawdst) \
+    lm_nsexec "$PY" "$here/rawmig.py" "${opts[@]}" "$LM_TMP/rawsrc.qmp" "$RAW_SRC_PID" \
+        "$LM_TMP/rawdst.qmp" "$RUN_DIR/rawdst.log" -- $(raw_qemu_args rawdst "$ram") \
         -netdev tap,id=net0,incoming-fds=on,script=no,downscript=no \
         -device virtio-net-pci,netdev=net0,mac=52:54:00:4c:4d:02,romfile=,backend-transfer=on \
         -incoming defer >"$RUN_DIR/rawmig.out" 2>&1 || rc=$?
@@ -161,6 +220,7 @@ stop_raw() {
         lm_wait_until 10 lm_pid_gone "$p" || kill -KILL "$p" 2>/dev/null || :
     done
     RAW_SRC_PID='' RAW_DST_PID=''
+    rm -f "$SHM"/raw-*.ram
 }
 
 # ---- libvirt modes -----------------------------------------------------------------
@@ -248,14 +308,21 @@ tap_drops() {
 }
 
 measure() {
-    local mode=$1 iter=$2 rc=0 t0 t1 mw
+    local mode=$1 iter=$2 rc=0 t0 t1 mw fam=${1%@*} size=
+    [ "$fam" = "$mode" ] || size=${mode#*@}
     RUN_NO=$((RUN_NO + 1))
     RUN_DIR=$OUT/runs/$(printf '%02d' "$RUN_NO")-$mode
     mkdir -p "$RUN_DIR"
+    RAW_MEM=${size:-$GUEST_MEM_MIB} RAW_RAM= RAW_CMDLINE=$GUEST_CMDLINE
+    if [ -n "$size" ]; then
+        RAW_RAM=$SHM/raw-src.ram
+        RAW_CMDLINE="$GUEST_CMDLINE localmig.dirty=$(dirty_mib "$size")"
+    fi
     wait_quiet
-    case $mode in
-        raw) boot_raw ;;
+    case $fam in
+        raw|raw-copy|raw-shared) boot_raw ;;
         classic|bt) boot_lv "$DOM" ;;
+        copy|shared) define_mem "$size"; boot_lv "$MEMDOM" ;;
         upgrade)
             boot_lv "$UPDOM"
             # the new definition: the running one on the reference QEMU
@@ -266,13 +333,18 @@ measure() {
     esac
     kv mode "$mode"
     kv iteration "$iter"
+    if [ -n "$size" ]; then
+        kv ram_mib "$size"
+        kv dirty_mib "$(dirty_mib "$size")"
+    fi
     kv ping_interval "$INTERVAL"
     kv max_downtime "$MAX_DOWNTIME"
     # the libvirt modes' downtime limit, set the way an operator does, and
     # before the measured command (the raw floor sets it itself)
-    case $mode in
+    case $fam in
         classic|bt) set_downtime "$DOM" ;;
         upgrade) set_downtime "$UPDOM" ;;
+        copy|shared) set_downtime "$MEMDOM" ;;
     esac
 
     lm_nsexec "$LM_PINGSTAT" start "$RUN_DIR/ping.log" "$GUEST_IP" "$INTERVAL" >/dev/null
@@ -284,9 +356,10 @@ measure() {
 
     # the TAP that stays (raw, bt): what the kernel dropped on its way to
     # the guest (no reader attached, queue full) shows where a loss is
-    case $mode in
-        raw) KEPT_TAP=$RAW_TAP ;;
+    case $fam in
+        raw*) KEPT_TAP=$RAW_TAP ;;
         bt) KEPT_TAP=$(lv_domain_tap "$ROOT" "$DOM") ;;
+        copy|shared) KEPT_TAP=$(lv_domain_tap "$ROOT" "$MEMDOM") ;;
         *) KEPT_TAP= ;;
     esac
     [ -z "$KEPT_TAP" ] || kv tap_drops_before "$(tap_drops "$KEPT_TAP")"
@@ -294,11 +367,15 @@ measure() {
     kv loadavg "$(cut -d' ' -f1 /proc/loadavg)"
     kv busy_before "$BUSY_BEFORE"
     t0=$(lm_now)
-    case $mode in
+    case $fam in
         raw) migrate_raw || rc=$? ;;
+        raw-copy) migrate_raw copy || rc=$? ;;
+        raw-shared) migrate_raw shared || rc=$? ;;
         classic) migrate_lv "$DOM" --local || rc=$? ;;
         bt) migrate_lv "$DOM" --local-backend-transfer || rc=$? ;;
         upgrade) migrate_lv "$UPDOM" --local --xml "$RUN_DIR/new.xml" || rc=$? ;;
+        copy) migrate_lv "$MEMDOM" --local-backend-transfer || rc=$? ;;
+        shared) migrate_lv "$MEMDOM" --local-backend-transfer --local-shared-memory || rc=$? ;;
     esac
     t1=$(lm_now)
 
@@ -315,10 +392,11 @@ measure() {
         "lost $(sed -n 's/^lost_after_first_reply=//p' "$RUN_DIR/ping.summary")"
     [ "$rc" -eq 0 ] || say "see $RUN_DIR"
 
-    case $mode in
-        raw) stop_raw ;;
+    case $fam in
+        raw*) stop_raw ;;
         classic|bt) stop_lv "$DOM" ;;
         upgrade) stop_lv "$UPDOM" ;;
+        copy|shared) stop_lv "$MEMDOM" ;;
     esac
 }
 
@@ -340,19 +418,33 @@ machine() {
         echo "max_downtime=$MAX_DOWNTIME"
         echo "runs=$RUNS"
         echo "modes=${MODES[*]}"
+        echo "memory_modes=${MEMORY_MODES[*]}"
+        echo "memory_sizes_mib=${SIZES[*]}"
+        echo "memory_runs=$MEMORY_RUNS"
+        echo "dirty_pct=$DIRTY_PCT"
         echo "debug_log=${BENCH_DEBUG_LOG:-1}"
     } >"$OUT/machine.env"
 }
 
 setup
 machine
-say "output in $OUT; $RUNS iteration(s) of: ${MODES[*]}; ping every $INTERVAL s"
+say "output in $OUT; $RUNS iteration(s) of: ${MODES[*]}; $MEMORY_RUNS of ${MEMORY_MODES[*]} at ${SIZES[*]} MiB; ping every $INTERVAL s"
 T_START=$SECONDS
 RUN_NO=0
-for ((i = 1; i <= RUNS; i++)); do
-    n=${#MODES[@]}
+n=${#MODES[@]}
+for ((i = 1; n > 0 && i <= RUNS; i++)); do
     for ((j = 0; j < n; j++)); do
         measure "${MODES[$(((i - 1 + j) % n))]}" "$i"
+    done
+done
+# the memory dimension: each size's runs together (one size in the tmpfs
+# at a time), the modes rotated as above
+n=${#MEMORY_MODES[@]}
+for size in "${SIZES[@]}"; do
+    for ((i = 1; n > 0 && i <= MEMORY_RUNS; i++)); do
+        for ((j = 0; j < n; j++)); do
+            measure "${MEMORY_MODES[$(((i - 1 + j) % n))]}@$size" "$i"
+        done
     done
 done
 say "measured in $((SECONDS - T_START)) s"

@@ -13,7 +13,7 @@ top=${LOCALMIG_TOP:-$(cd "$(dirname "$0")/../.." && pwd)}
 scratch=$(mktemp -d)
 lm_defer rm -rf "$scratch"
 
-tap_plan 16
+tap_plan 20
 
 # Three libvirt runs (bt) and one raw run.  Ping replies every 10 ms from
 # T-1 s to T+1 s (T = command start); the replies between the source's
@@ -112,6 +112,26 @@ with open(os.path.join(d, "meta"), "w") as f:
             "t_cmd_end=%.6f\nrc=0\n" % (t0, t0 + 0.35))
 ping_log(os.path.join(d, "ping.log"), t0, 0.295, 0.312)
 mem_log(os.path.join(d, "mem.log"), t0, 2048, 4096)
+
+# The memory dimension: a raw floor sharing 256 MiB, and libvirt sharing
+# 256 MiB (wall 300 ms, host peak 20 MiB) and 4096 MiB (wall 390 ms, host
+# peak 30 MiB); no debug log, so no pause figure.
+d = os.path.join(out, "runs", "05-raw-shared@256")
+os.makedirs(d)
+t0 = T + 2000
+with open(os.path.join(d, "meta"), "w") as f:
+    f.write("mode=raw-shared@256\niteration=1\nram_mib=256\nstatus=completed\n"
+            "transferred=1048576\nt_cmd_start=%.6f\nt_cmd_end=%.6f\nrc=0\n" % (t0, t0 + 0.2))
+mem_log(os.path.join(d, "mem.log"), t0, 1024 * 5, 1024)
+for n, size, wall, peak in ((6, 256, 0.300, 20), (7, 4096, 0.390, 30)):
+    d = os.path.join(out, "runs", "0%d-shared@%d" % (n, size))
+    os.makedirs(d)
+    t0 = T + 1000 * n
+    with open(os.path.join(d, "meta"), "w") as f:
+        f.write("mode=shared@%d\niteration=1\nram_mib=%d\nt_cmd_start=%.6f\n"
+                "t_cmd_end=%.6f\nrc=0\n" % (size, size, t0, t0 + wall))
+    ping_log(os.path.join(d, "ping.log"), t0, 0.1, 0.1)
+    mem_log(os.path.join(d, "mem.log"), t0, 1024 * peak, 1024)
 PY
 
 out=$(/usr/bin/python3 "$top/bench/report.py" --no-plot "$scratch" 2>&1)
@@ -159,3 +179,14 @@ tap_expect "target: bt's gap against the floor's median, beside the floor's own 
     "$(row 'target: bt largest gap')"
 tap_expect "phase table: bt's difference to the raw floor" \
     "new process QMP set-up and probe 20 250 +230" "$(row 'new process QMP')"
+tap_expect "memory: the raw floor's RAM sent, from its meta, in MiB" "1.0" \
+    "$(val 05-raw-shared@256 ram_sent_mib)"
+tap_expect "memory table: a line per mode and size, apart from the main table" \
+    "libvirt --local-shared-memory 4096 1/1 390 (390-390) - - 10 (10-10) 0 (0-0) - 30.0 (30.0-30.0)" \
+    "$(row 'libvirt --local-shared-memory *4096')"
+tap_expect "memory target: shared time at the largest size against the smallest" \
+    "target: shared wall time at 4096 MiB: 390 ms, 1.30x its 300 ms at 256 MiB (target: within 1.3x)" \
+    "$(row 'target: shared wall time')"
+tap_expect "memory target: shared host memory peak per size" \
+    "target: shared host memory peak above the guest at 256 MiB: median 20.0, max 20.0 MiB (target: under 64 MiB)" \
+    "$(row 'target: shared host memory peak above the guest at 256')"

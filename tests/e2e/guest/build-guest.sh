@@ -35,6 +35,10 @@ FAIL_MARKER=LOCALMIG-GUEST-FAILED
 #     console attached to that serial port sees the guest alive; a line
 #     "LOCALMIG-POWEROFF" typed there powers the guest off (ACPI);
 #   /dev/vda (virtio-blk): the disk writer, see disk_writer in /init.
+# And for the benchmark's memory dimension, localmig.dirty=MIB: the guest
+# rewrites MIB MiB of its RAM (a file in its RAM-backed root, new non-zero
+# content each pass), then rests 1 s, again and again: the stated share of
+# its memory a migration must send again while the guest runs.
 GUEST_IP2=198.18.1.2
 GUEST_PREFIX2=24
 TICK_MARKER=LOCALMIG-TICK
@@ -161,7 +165,8 @@ cat >"$root/init" <<EOF
 # The address can be overridden with localmig.ip=ADDR/PREFIX on the kernel
 # command line (dotted parameters are ignored by the kernel itself).
 # With more devices (the realistic guest): eth1 (localmig.ip2=ADDR/PREFIX),
-# ticks on localmig.tick=TTY, and the disk writer on /dev/vda.
+# ticks on localmig.tick=TTY, and the disk writer on /dev/vda; with
+# localmig.dirty=MIB, MIB MiB of RAM rewritten every second or so.
 export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -242,11 +247,13 @@ power_button() {
 addr=$GUEST_IP/$GUEST_PREFIX
 addr2=$GUEST_IP2/$GUEST_PREFIX2
 tick=
+dirty=
 for arg in \$(cat /proc/cmdline); do
     case "\$arg" in
         localmig.ip=*) addr=\${arg#localmig.ip=} ;;
         localmig.ip2=*) addr2=\${arg#localmig.ip2=} ;;
         localmig.tick=*) tick=\${arg#localmig.tick=} ;;
+        localmig.dirty=*) dirty=\${arg#localmig.dirty=} ;;
     esac
 done
 
@@ -278,6 +285,7 @@ if [ -n "\$tick" ]; then
 fi
 power_button
 extra="\$extra power-buttons=\$buttons"
+[ -z "\$dirty" ] || extra="\$extra dirty=\${dirty}MiB"
 echo "$READY_MARKER addr=\$addr mac=\$(cat /sys/class/net/eth0/address)\$extra uptime=\$(cut -d' ' -f1 /proc/uptime)"
 if [ -n "\$tick" ]; then
     # kept open: no open/close (and no hangup) of the port per line
@@ -295,6 +303,15 @@ if [ -n "\$tick" ]; then
      done) &
 fi
 [ -z "\$slots" ] || disk_writer "\$slots" >/dev/console 2>&1 &
+if [ -n "\$dirty" ]; then
+    (i=0
+     while :; do
+         i=\$((i + 1))
+         yes "LOCALMIG-DIRTY pass \$i" |
+             dd of=/dirty bs=1M count="\$dirty" iflag=fullblock conv=notrunc 2>/dev/null
+         sleep 1
+     done) &
+fi
 idle
 EOF
 chmod 755 "$root/init"
