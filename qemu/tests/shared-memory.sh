@@ -80,6 +80,19 @@ migrate_unix() {
         lm_wait_until 10 test -S "$T/$2.mig" &&
         qmp "$1" migrate "{\"uri\": \"unix:$T/$2.mig\"}" >/dev/null
 }
+# migrate_to_run SRC DST WHAT WHERE: migrate_unix, which must complete
+# (WHAT names it) into DST (WHERE) running the guest; the figures in $res.
+# 2 points.
+migrate_to_run() {
+    local rc
+    migrate_unix "$1" "$2" || tap_bail "cannot start the migration"
+    res=$(wait_migration "$1") && rc=0 || rc=$?
+    tap_result "$rc" "$3 completes" || :
+    tap_diag "$(echo "$res" | tr '\n' ' ')"
+    wait_status "$2" running 20 && rc=0 || rc=$?
+    tap_result "$rc" "$4 runs the guest" ||
+        tap_bail "the guest is not on $4: $(tail -n 2 "$T/$2.log" | tr '\n' ' ')"
+}
 field() { echo "$2" | sed -n "s/^$1=//p"; }   # field KEY KEY=VALUE-LINES
 # wait_status NAME STATUS S: polls query-status (quiet when NAME is gone).
 wait_status() { $QMP "$T/$1.qmp" wait-status "$2" "$3" >/dev/null 2>&1; }
@@ -204,13 +217,7 @@ ignore_shared dst true
 lm_nsexec "$LM_PINGSTAT" start "$T/ping.log" "$GUEST" 0.01 >/dev/null
 "$LM_PINGSTAT" wait "$T/ping.log" 10 >/dev/null || tap_bail "no ping reply"
 t0=$(last_tick src)
-migrate_unix src dst || tap_bail "cannot start the migration"
-res=$(wait_migration src) && rc=0 || rc=$?
-tap_result "$rc" "migration with x-ignore-shared over a UNIX socket completes" || :
-tap_diag "$(echo "$res" | tr '\n' ' ')"
-wait_status dst running 20 && rc=0 || rc=$?
-tap_result "$rc" "destination runs the guest" ||
-    tap_bail "the guest is not on the destination: $(tail -n 2 "$T/dst.log" | tr '\n' ' ')"
+migrate_to_run src dst "migration with x-ignore-shared over a UNIX socket" "the destination"
 xfer=$(field transferred "$res")
 [ -n "$xfer" ] && [ "$xfer" -lt $((BOUND_MIB * 1048576)) ] && rc=0 || rc=1
 tap_result "$rc" "ram.transferred with x-ignore-shared: $xfer bytes ($(mib "${xfer:-0}")), below $BOUND_MIB MiB for a $GUEST_MEM_MIB MiB guest" || :
@@ -273,13 +280,7 @@ start_qemu ctl $(tick_args ctl) $(nic_args lmshtap2) -incoming defer ||
 ip -n "$LM_NS" link set lmshtap2 master "$LM_BRIDGE"
 ip -n "$LM_NS" link set lmshtap2 up
 ignore_shared dst false
-migrate_unix dst ctl || tap_bail "cannot start the migration"
-res=$(wait_migration dst) && rc=0 || rc=$?
-tap_result "$rc" "migration without x-ignore-shared into private RAM completes" || :
-tap_diag "$(echo "$res" | tr '\n' ' ')"
-wait_status ctl running 20 && rc=0 || rc=$?
-tap_result "$rc" "the private-RAM destination runs the guest" ||
-    tap_bail "the guest is not on the private-RAM destination: $(tail -n 2 "$T/ctl.log" | tr '\n' ' ')"
+migrate_to_run dst ctl "migration without x-ignore-shared into private RAM" "the private-RAM destination"
 copy=$(field transferred "$res")
 used=$((nz0 * PAGE))
 [ -n "$copy" ] && [ "$copy" -ge $((BOUND_MIB * 1048576)) ] && [ "$copy" -ge $((used * 9 / 10)) ] &&

@@ -33,11 +33,8 @@ set -euo pipefail
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-90}
 SLOW_BANDWIDTH=${SLOW_BANDWIDTH:-2}
 STOCK_QEMU=/usr/bin/qemu-system-x86_64
-top=$(cd "$LM_E2E_DIR/../.." && pwd)
 
-qemu_env=${LOCALMIG_BUILD_ROOT:-$top/_build}/qemu/qemu.env
-[ -f "$qemu_env" ] || tap_skip_all "no reference QEMU: run qemu/build.sh (./localmig build)"
-. "$qemu_env"
+lv_reference_qemu
 GEN=${1:-v10}
 case $GEN in
     v10) QEMU=${QEMU_BIN_V10:-}; param=backend-transfer; conv_more=

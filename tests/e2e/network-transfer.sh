@@ -20,11 +20,8 @@ set -euo pipefail
 . "$LM_LIB_DIR/libvirt.sh"
 
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-90}
-top=$(cd "$LM_E2E_DIR/../.." && pwd)
 
-qemu_env=${LOCALMIG_BUILD_ROOT:-$top/_build}/qemu/qemu.env
-[ -f "$qemu_env" ] || tap_skip_all "no reference QEMU: run qemu/build.sh (./localmig build)"
-. "$qemu_env"
+lv_reference_qemu
 QEMU=$QEMU_BIN
 [ -x "$LIBVIRT_BUILDDIR/src/virtnetworkd" ] ||
     tap_skip_all "libvirt was built without the network driver"

@@ -28,11 +28,8 @@ set -euo pipefail
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-90}
 RAM_BOUND_MIB=${RAM_BOUND_MIB:-16}
 STOCK_QEMU=/usr/bin/qemu-system-x86_64
-top=$(cd "$LM_E2E_DIR/../.." && pwd)
 
-qemu_env=${LOCALMIG_BUILD_ROOT:-$top/_build}/qemu/qemu.env
-[ -f "$qemu_env" ] || tap_skip_all "no reference QEMU: run qemu/build.sh (./localmig build)"
-. "$qemu_env"
+lv_reference_qemu
 QEMU=$QEMU_BIN
 [ -x "$QEMU" ] || tap_skip_all "$QEMU missing: run qemu/build.sh"
 

@@ -51,6 +51,15 @@ lv_ensure_qemu_user() {
     fi
 }
 
+# lv_reference_qemu: the reference QEMU's qemu.env (QEMU_BIN, QEMU_BIN_V10,
+# QEMU_BIN_LOCAL, QEMU_FIRMWARE_DIR) sourced, or the test skipped
+lv_reference_qemu() {
+    local env=${LOCALMIG_BUILD_ROOT:-$LM_E2E_DIR/../../_build}/qemu/qemu.env
+    [ -f "$env" ] || tap_skip_all "no reference QEMU: run qemu/build.sh (./localmig build)"
+    # shellcheck disable=SC1090
+    . "$env"
+}
+
 # lv_embed_root DIR: a fresh embed root.  The settings keep the driver from
 # needing anything the test host does not give it: QEMU runs as root with
 # no security driver, no cgroups, no mount namespace, and its stdout/stderr
