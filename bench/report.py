@@ -471,6 +471,10 @@ def memory_targets(rows):
         if a and b:
             lines.append("shared wall time at %d MiB: %d ms, %.2fx its %d ms at %d MiB"
                          " (target: within 1.3x)" % (hi, round(b), b / a, round(a), lo))
+        a, b = med("shared@%d" % lo, "total_ms"), med("shared@%d" % hi, "total_ms")
+        if a and b:
+            lines.append("shared QEMU total time at %d MiB: %d ms, %.2fx its %d ms at %d MiB"
+                         % (hi, round(b), b / a, round(a), lo))
     for size in sizes:
         st = stats(by_mode(rows, "mem_host_mib").get("shared@%d" % size, []))
         if st:
