@@ -157,12 +157,17 @@ lm_wait_until() {
     done
 }
 
-# lm_pid_alive PID: true while PID runs (a zombie counts as gone).
+# lm_pid_alive PID: true while PID runs (a zombie counts as gone, so that
+# a slow reaper does not count). A SIGKILLed process's leader turns zombie
+# before its other threads have exited, and until the last has, the
+# process still holds its files and their locks (virtqemud's driver.pid):
+# it is gone once the leader is a zombie alone.
 lm_pid_alive() {
     local stat
     stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
     stat=${stat##*) }
-    [ "${stat%% *}" != Z ]
+    [ "${stat%% *}" != Z ] && return 0
+    ls "/proc/$1/task" 2>/dev/null | grep -qvx "$1"
 }
 lm_pid_gone() { ! lm_pid_alive "$1"; }
 
