@@ -43,8 +43,9 @@ qemu_test_begin() {
 qmp() { $QMP "$T/$1.qmp" cmd "$2" ${3:+"$3"}; }
 
 # start_qemu NAME ARGS...: QEMU NAME in the namespace, in the background,
-# stderr to $T/NAME.log; waits for its QMP socket.  No -L: the binary must
-# find its firmware by itself, as when libvirt runs it.
+# stderr to $T/NAME.log; waits for its QMP socket, or for the socket
+# QEMU_WAIT_FOR names (a QEMU that blocks before its monitor exists).  No
+# -L: the binary must find its firmware by itself, as when libvirt runs it.
 start_qemu() {
     local name=$1 pid; shift
     rm -f "$T/$name.qmp"
@@ -56,7 +57,7 @@ start_qemu() {
     pid=$!
     disown "$pid"       # no job notice when a test kills it
     echo "$pid" >"$T/$name.pid"
-    lm_wait_until 20 test -S "$T/$name.qmp" || {
+    lm_wait_until 20 test -S "${QEMU_WAIT_FOR:-$T/$name.qmp}" || {
         tap_diag "$name did not start:" "$(cat "$T/$name.log")"
         return 1
     }
