@@ -3,12 +3,21 @@
 """rawmig: the raw floor, one local migration with backend transfer driven
 over QMP directly, no libvirt.
 
-  rawmig.py [--ignore-shared] [--max-downtime MS] SRC_QMP SRC_PID DST_QMP DST_LOG -- QEMU ARGS...
+  rawmig.py [--ignore-shared | --cpr CPR_SOCK MAIN_SOCK] [--max-downtime MS]
+            SRC_QMP SRC_PID DST_QMP DST_LOG -- QEMU ARGS...
 
 --max-downtime: the source's downtime-limit (what virsh
 migrate-setmaxdowntime sets); QEMU's default without it.
 --ignore-shared: x-ignore-shared on both sides (both map the guest's RAM
 from one shared file: it is not sent).
+--cpr: migration mode cpr-transfer (QEMU 10.0): the destination's command
+line has a second -incoming, the CPR channel on CPR_SOCK; the source's
+migrate sends it the CPR state (the RAM's memfds, the taps' fds with
+cpr=on) there, then the stream over MAIN_SOCK, where the destination's
+migrate-incoming listens.  The destination's monitor answers only once it
+has the CPR state, so t_qmp is when its CPR channel listens, t_monitor
+when its QMP answers, and backend-transfer is not set (the taps have
+cpr=on).
 SRC_QMP/SRC_PID: the running QEMU (its virtio-net has backend-transfer=on).
 QEMU ARGS: the destination's command line (a tap netdev with
 incoming-fds=on, -incoming defer, no -S: it runs as soon as the state is
@@ -100,11 +109,15 @@ def event_time(events, name, status):
 def main(argv):
     max_downtime = None
     ignore_shared = False
-    while argv[:1] in (["--max-downtime"], ["--ignore-shared"]):
+    cpr = None
+    while argv[:1] in (["--max-downtime"], ["--ignore-shared"], ["--cpr"]):
         if argv[0] == "--ignore-shared":
             ignore_shared = True
             argv = argv[1:]
-        elif len(argv) > 1:
+        elif argv[0] == "--cpr" and len(argv) > 2:
+            cpr = (argv[1], argv[2])
+            argv = argv[3:]
+        elif argv[0] == "--max-downtime" and len(argv) > 1:
             max_downtime = int(argv[1])
             argv = argv[2:]
         else:
@@ -121,6 +134,25 @@ def main(argv):
         dst_proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT,
                                     start_new_session=True)
+    if cpr:
+        wait_socket(cpr[0])
+        t["t_qmp"] = time.time()
+        src = lmqmp.QMP(src_qmp)
+        src.cmd("migrate-set-capabilities", {"capabilities": [
+            {"capability": "events", "state": True}]})
+        params = {"mode": "cpr-transfer", "max-bandwidth": UNLIMITED}
+        if max_downtime:
+            params["downtime-limit"] = max_downtime
+        src.cmd("migrate-set-parameters", params)
+        t["t_migrate"] = time.time()
+        src.cmd("migrate", {"channels": [
+            {"channel-type": "main", "addr": unix_addr(cpr[1])},
+            {"channel-type": "cpr", "addr": unix_addr(cpr[0])}]})
+        dst = connect(dst_qmp)
+        t["t_monitor"] = time.time()
+        dst.cmd("migrate-incoming", {"uri": "unix:" + cpr[1]})
+        return finish(t, src, src_pid, dst, dst_proc)
+
     dst = connect(dst_qmp)
     t["t_qmp"] = time.time()
     src = lmqmp.QMP(src_qmp)
@@ -142,7 +174,24 @@ def main(argv):
     lmqmp.fd_channel(src, dst)
     t["t_migrate"] = time.time()
     src.cmd("migrate", {"uri": "fd:migrate"})
+    return finish(t, src, src_pid, dst, dst_proc)
 
+
+def unix_addr(path):
+    return {"transport": "socket", "type": "unix", "path": path}
+
+
+def wait_socket(path, timeout=20.0):
+    deadline = time.time() + timeout
+    while not os.path.exists(path):
+        if time.time() > deadline:
+            raise OSError("%s did not appear" % path)
+        time.sleep(0.002)
+
+
+def finish(t, src, src_pid, dst, dst_proc):
+    """From a started migration on: wait for it, quit the source, print
+    the figures."""
     # wait on the events (no polling that would compete with the
     # migration for QEMU's main loop)
     status = wait_event(src, "MIGRATION", ("completed", "failed", "cancelled"))

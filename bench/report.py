@@ -33,12 +33,13 @@ MODE_TITLE = {
     "upgrade": "upgrade 7.2 -> 10.0",
 }
 # the memory dimension's modes (run names MODE@SIZE), in table order
-MEMORY_MODES = ["raw-copy", "copy", "raw-shared", "shared"]
+MEMORY_MODES = ["raw-copy", "copy", "raw-shared", "shared", "raw-cpr"]
 MEMORY_TITLE = {
     "raw-copy": "raw floor, copy",
     "copy": "libvirt copy",
     "raw-shared": "raw floor, x-ignore-shared",
     "shared": "libvirt --local-shared-memory",
+    "raw-cpr": "raw floor, cpr-transfer",
 }
 MEMORY_FIGURES = [
     ("wall_ms", "command wall time", "ms"),
@@ -57,7 +58,7 @@ def family(mode):
 
 
 def is_raw(mode):
-    return family(mode) in ("raw", "raw-copy", "raw-shared")
+    return family(mode) in ("raw", "raw-copy", "raw-shared", "raw-cpr")
 
 # (key, label, unit): the per-run figures of the main table
 FIGURES = [
@@ -755,7 +756,7 @@ def main(argv):
             text_table(ph_head, ph_body) + [""] + ["target: " + t for t in tlines]
     mem_lines = []
     if mem_body:
-        mem_lines = ["memory: guest RAM a shared file in a tmpfs, %s %% of it rewritten"
+        mem_lines = ["memory: guest RAM a shared file in a tmpfs (a shared memfd for cpr-transfer), %s %% of it rewritten"
                      " every second or so; median (min-max)" % machine.get("dirty_pct", "?")]
         lines += [""] + mem_lines + text_table(mem_head, mem_body) + [""] + \
             ["target: " + t for t in mem_targets]

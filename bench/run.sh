@@ -16,6 +16,7 @@
 # guest runs while it is measured; the boot is not measured).
 #
 # Then the memory dimension: the guest's RAM is a shared file in a tmpfs
+# (a memfd for raw-cpr)
 # (memory_backing_dir, as a host gives file-backed guests memory rather
 # than disk), BENCH_SIZES MiB of it (default "256 1024 4096"), and the guest
 # rewrites BENCH_DIRTY_PCT % of it (default 5) every second or so
@@ -29,11 +30,13 @@
 #               process gets a file of its own and the RAM in the stream)
 #   raw-shared  the raw floor of sharing: both QEMUs on one file,
 #               x-ignore-shared on both
+#   raw-cpr     the raw floor of cpr-transfer: memfd RAM, the new process
+#               gets the memfds and the TAP (tap cpr=on) in the CPR state
 #   shared      virsh migrate --live --local-backend-transfer
 #               --local-shared-memory
 #
 # A memory mode's runs are named MODE@SIZE. BENCH_MEMORY_MODES (default
-# "raw-copy copy raw-shared shared", "" for none) chooses them.  Each run
+# "raw-copy copy raw-shared shared raw-cpr", "" for none) chooses them.  Each run
 # keeps its raw samples in OUT/runs/NN-MODE/: ping.log (timestamped
 # replies), mem.log (bench/memwatch.py), meta (key=value: command start
 # and end, exit status, QEMU's figures, the raw floor's step times, the
@@ -65,7 +68,7 @@ SETTLE=${BENCH_SETTLE:-1}
 MAX_DOWNTIME=${BENCH_MAX_DOWNTIME:-10}
 read -r -a MODES <<<"${BENCH_MODES-raw classic bt upgrade}"
 read -r -a SIZES <<<"${BENCH_SIZES:-256 1024 4096}"
-read -r -a MEMORY_MODES <<<"${BENCH_MEMORY_MODES-raw-copy copy raw-shared shared}"
+read -r -a MEMORY_MODES <<<"${BENCH_MEMORY_MODES-raw-copy copy raw-shared shared raw-cpr}"
 MEMORY_RUNS=${BENCH_MEMORY_RUNS:-3}
 DIRTY_PCT=${BENCH_DIRTY_PCT:-5}
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-90}
@@ -163,16 +166,29 @@ wait_guest() {
 RAW_TAP=lmbench0
 
 # RAW_MEM: the raw floor's guest RAM in MiB; RAW_RAM: its file (the memory
-# modes), empty for anonymous RAM
+# modes), "memfd" for shared memfd RAM (raw-cpr), empty for anonymous RAM
 # and RAW_CMDLINE its kernel command line; measure sets them for each run
 RAW_MEM= RAW_RAM= RAW_CMDLINE=
-raw_qemu_args() {   # NAME [RAMFILE]: common part of both processes' command lines
+raw_qemu_args() {   # NAME [RAMFILE|memfd]: common part of both processes' command lines
     echo "$QEMU_BIN -nodefaults -no-user-config -display none" \
          "-machine pc,accel=tcg -m $RAW_MEM -smp 1" \
          "-qmp unix:$LM_TMP/$1.qmp,server=on,wait=off -serial file:$SERIAL"
-    [ -z "${2:-}" ] ||
-        echo "-object memory-backend-file,id=pc.ram,mem-path=$2,size=${RAW_MEM}M,share=on" \
-             "-machine memory-backend=pc.ram"
+    case ${2:-} in
+        '') ;;
+        # cpr-transfer passes every RAM block as an fd: QEMU's own (ROMs)
+        # too, with aux-ram-share
+        memfd) echo "-object memory-backend-memfd,id=pc.ram,size=${RAW_MEM}M,share=on" \
+                    "-machine memory-backend=pc.ram,aux-ram-share=on" ;;
+        *) echo "-object memory-backend-file,id=pc.ram,mem-path=$2,size=${RAW_MEM}M,share=on" \
+                "-machine memory-backend=pc.ram" ;;
+    esac
+}
+# raw_nic_args: the raw floor's NIC, its tap handed over by backend
+# transfer (v10), or with cpr=on in the CPR state (raw-cpr)
+raw_nic_args() {   # NETDEV_OPTIONS
+    local dev="virtio-net-pci,netdev=net0,mac=52:54:00:4c:4d:02,romfile="
+    [ "$RAW_RAM" = memfd ] || dev+=",backend-transfer=on"
+    echo "-netdev tap,id=net0,$1,script=no,downscript=no -device $dev"
 }
 
 boot_raw() {
@@ -181,8 +197,7 @@ boot_raw() {
     # shellcheck disable=SC2046
     ip netns exec "$LM_NS" $(raw_qemu_args rawsrc "$RAW_RAM") \
         -kernel "$GUEST_KERNEL" -initrd "$GUEST_INITRD" -append "$RAW_CMDLINE" \
-        -netdev "tap,id=net0,ifname=$RAW_TAP,script=no,downscript=no" \
-        -device "virtio-net-pci,netdev=net0,mac=52:54:00:4c:4d:02,romfile=,backend-transfer=on" \
+        $(raw_nic_args "ifname=$RAW_TAP$([ "$RAW_RAM" != memfd ] || echo ,cpr=on)") \
         </dev/null >"$LM_TMP/rawsrc.log" 2>&1 &
     RAW_SRC_PID=$!
     disown "$RAW_SRC_PID"
@@ -192,22 +207,26 @@ boot_raw() {
     wait_guest
 }
 
-# migrate_raw [copy|shared]: the raw floor; with a RAM file, the new
-# process on a file of its own (copy) or on the same one (shared)
+# migrate_raw [copy|shared|cpr]: the raw floor; with a RAM file, the new
+# process on a file of its own (copy) or on the same one (shared); with
+# memfd RAM, by cpr-transfer (cpr)
 migrate_raw() {
-    local rc=0 ram= opts=()
-    rm -f "$LM_TMP/rawdst.qmp"
+    local rc=0 ram= opts=() netdev=incoming-fds=on incoming=(-incoming defer)
+    rm -f "$LM_TMP/rawdst.qmp" "$LM_TMP/rawdst.cpr" "$LM_TMP/rawdst.mig"
     case ${1:-} in
         copy) ram=$SHM/raw-dst.ram ;;
         shared) ram=$RAW_RAM; opts=(--ignore-shared) ;;
+        cpr)
+            ram=memfd netdev=cpr=on
+            opts=(--cpr "$LM_TMP/rawdst.cpr" "$LM_TMP/rawdst.mig")
+            incoming+=(-incoming "{\"channel-type\": \"cpr\", \"addr\": {\"transport\": \"socket\", \"type\": \"unix\", \"path\": \"$LM_TMP/rawdst.cpr\"}}")
+            ;;
     esac
     [ "$MAX_DOWNTIME" = 0 ] || opts+=(--max-downtime "$MAX_DOWNTIME")
     # shellcheck disable=SC2046
     lm_nsexec "$PY" "$here/rawmig.py" "${opts[@]}" "$LM_TMP/rawsrc.qmp" "$RAW_SRC_PID" \
         "$LM_TMP/rawdst.qmp" "$RUN_DIR/rawdst.log" -- $(raw_qemu_args rawdst "$ram") \
-        -netdev tap,id=net0,incoming-fds=on,script=no,downscript=no \
-        -device virtio-net-pci,netdev=net0,mac=52:54:00:4c:4d:02,romfile=,backend-transfer=on \
-        -incoming defer >"$RUN_DIR/rawmig.out" 2>&1 || rc=$?
+        $(raw_nic_args "$netdev") "${incoming[@]}" >"$RUN_DIR/rawmig.out" 2>&1 || rc=$?
     cat "$RUN_DIR/rawmig.out" >>"$RUN_DIR/meta"
     RAW_DST_PID=$(sed -n 's/^dst_pid=//p' "$RUN_DIR/rawmig.out")
     return "$rc"
@@ -316,11 +335,12 @@ measure() {
     RAW_MEM=${size:-$GUEST_MEM_MIB} RAW_RAM= RAW_CMDLINE=$GUEST_CMDLINE
     if [ -n "$size" ]; then
         RAW_RAM=$SHM/raw-src.ram
+        [ "$fam" != raw-cpr ] || RAW_RAM=memfd
         RAW_CMDLINE="$GUEST_CMDLINE localmig.dirty=$(dirty_mib "$size")"
     fi
     wait_quiet
     case $fam in
-        raw|raw-copy|raw-shared) boot_raw ;;
+        raw|raw-copy|raw-shared|raw-cpr) boot_raw ;;
         classic|bt) boot_lv "$DOM" ;;
         copy|shared) define_mem "$size"; boot_lv "$MEMDOM" ;;
         upgrade)
@@ -371,6 +391,7 @@ measure() {
         raw) migrate_raw || rc=$? ;;
         raw-copy) migrate_raw copy || rc=$? ;;
         raw-shared) migrate_raw shared || rc=$? ;;
+        raw-cpr) migrate_raw cpr || rc=$? ;;
         classic) migrate_lv "$DOM" --local || rc=$? ;;
         bt) migrate_lv "$DOM" --local-backend-transfer || rc=$? ;;
         upgrade) migrate_lv "$UPDOM" --local --xml "$RUN_DIR/new.xml" || rc=$? ;;

@@ -13,7 +13,7 @@ top=${LOCALMIG_TOP:-$(cd "$(dirname "$0")/../.." && pwd)}
 scratch=$(mktemp -d)
 lm_defer rm -rf "$scratch"
 
-tap_plan 20
+tap_plan 22
 
 # Three libvirt runs (bt) and one raw run.  Ping replies every 10 ms from
 # T-1 s to T+1 s (T = command start); the replies between the source's
@@ -132,6 +132,23 @@ for n, size, wall, peak in ((6, 256, 0.300, 20), (7, 4096, 0.390, 30)):
                 "t_cmd_end=%.6f\nrc=0\n" % (size, size, t0, t0 + wall))
     ping_log(os.path.join(d, "ping.log"), t0, 0.1, 0.1)
     mem_log(os.path.join(d, "mem.log"), t0, 1024 * peak, 1024)
+
+# The raw floor of cpr-transfer at 256 MiB: its destination's QMP answers
+# after the migrate (t_monitor), guest stopped 6 ms, 0.2 MiB sent, host
+# peak 28 MiB, wall 160 ms.
+d = os.path.join(out, "runs", "08-raw-cpr@256")
+os.makedirs(d)
+t0 = T + 8000
+with open(os.path.join(d, "meta"), "w") as f:
+    f.write("mode=raw-cpr@256\niteration=1\nram_mib=256\n")
+    for key, dt in (("t_launch", 0.01), ("t_qmp", 0.03), ("t_migrate", 0.035),
+                    ("t_monitor", 0.06), ("t_stop", 0.10), ("t_src_completed", 0.104),
+                    ("t_resume", 0.106), ("t_gone", 0.13)):
+        f.write("%s=%.6f\n" % (key, t0 + dt))
+    f.write("status=completed\ntotal_time=27\ntransferred=209715\nt_cmd_start=%.6f\n"
+            "t_cmd_end=%.6f\nrc=0\n" % (t0, t0 + 0.16))
+ping_log(os.path.join(d, "ping.log"), t0, 0.1, 0.1)
+mem_log(os.path.join(d, "mem.log"), t0, 1024 * 28, 1024)
 PY
 
 out=$(/usr/bin/python3 "$top/bench/report.py" --no-plot "$scratch" 2>&1)
@@ -190,3 +207,9 @@ tap_expect "memory target: shared time at the largest size against the smallest"
 tap_expect "memory target: shared host memory peak per size" \
     "target: shared host memory peak above the guest at 256 MiB: median 20.0, max 20.0 MiB (target: under 64 MiB)" \
     "$(row 'target: shared host memory peak above the guest at 256')"
+tap_expect "memory table: the raw floor of cpr-transfer, its pause from QEMU's STOP and RESUME" \
+    "raw floor, cpr-transfer 256 1/1 160 (160-160) 27 (27-27) 6.0 (6.0-6.0) 10 (10-10) 0 (0-0) 0.2 (0.2-0.2) 28.0 (28.0-28.0)" \
+    "$(row 'raw floor, cpr-transfer')"
+tap_expect "raw floor of cpr-transfer: the new process's wait for the CPR state counts as its start" \
+    "20.0 5.0 69.0" \
+    "$(for p in process probe migration; do val 08-raw-cpr@256 "phase_${p}_ms"; done | tr '\n' ' ' | sed 's/ $//')"
