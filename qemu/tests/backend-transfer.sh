@@ -107,8 +107,7 @@ boot_guest src lmtap0 1 ",backend-transfer=on" ||
     tap_bail "the guest did not boot on the reference QEMU"
 tap_ok "guest boots on the reference QEMU (firmware found without -L) and answers pings"
 
-lm_nsexec "$LM_PINGSTAT" start "$T/ping.log" "$GUEST" 0.01 >/dev/null
-"$LM_PINGSTAT" wait "$T/ping.log" 10 >/dev/null || tap_bail "no ping reply"
+ping_start "$T/ping.log"
 idx0=$(ifindex lmtap0)
 state0=$(tap_state src lmtap0)
 tap_diag "source TAP before the destination starts:" "$(echo "$state0" | head -n 7)"
@@ -236,8 +235,7 @@ mq_case() {
     nq=$(ip netns exec "$LM_NS" sh -c 'ls -d /sys/class/net/lmtap1/queues/tx-*' | wc -l)
     tap_diag "$what: lmtap1 has $nq queue(s) attached"
     smq=$($TAPTOOL fds "$(qpid mqs)")
-    lm_nsexec "$LM_PINGSTAT" start "$T/ping-mq$smp.log" "$GUEST" 0.01 >/dev/null
-    "$LM_PINGSTAT" wait "$T/ping-mq$smp.log" 10 >/dev/null || tap_bail "no ping reply"
+    ping_start "$T/ping-mq$smp.log"
     # shellcheck disable=SC2046
     start_qemu mqd $(dest_args 2 ",backend-transfer=on") -smp "$smp" ||
         tap_bail "destination does not start"

@@ -117,8 +117,7 @@ quit_qemu nocpr
 # ---- 2. the hand-over --------------------------------------------------------------
 boot_src src lmctap0 on || tap_bail "the guest did not boot"
 tap_ok "guest on memfd RAM with aux-ram-share, its tap with cpr=on, answers pings"
-lm_nsexec "$LM_PINGSTAT" start "$T/ping.log" "$GUEST" 0.01 >/dev/null
-"$LM_PINGSTAT" wait "$T/ping.log" 10 >/dev/null || tap_bail "no ping reply"
+ping_start "$T/ping.log"
 idx0=$(ifindex lmctap0)
 state0=$(tap_state src lmctap0)
 ino0=$(memfd_inode src)

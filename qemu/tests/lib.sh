@@ -196,6 +196,13 @@ refuse_on() {
     fi
 }
 
+# ping_start LOG: pings at 10 ms into LOG (for ping_verdict), once the
+# guest answers; bails out if it does not.
+ping_start() {
+    lm_nsexec "$LM_PINGSTAT" start "$1" "$GUEST" 0.01 >/dev/null
+    "$LM_PINGSTAT" wait "$1" 10 >/dev/null || tap_bail "no ping reply"
+}
+
 # ping_verdict LOG WHAT: stops the pings logged to LOG; the guest must have
 # answered throughout (largest gap under 1 s, at most 10 lost).
 ping_verdict() {

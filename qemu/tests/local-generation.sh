@@ -119,8 +119,7 @@ quit_qemu order
 # ---- 4. the hand-over --------------------------------------------------------------
 boot_local_guest src lmltap0 on || tap_bail "the guest did not boot"
 tap_ok "guest boots with local-migration-supported=on and answers pings"
-lm_nsexec "$LM_PINGSTAT" start "$T/ping.log" "$GUEST" 0.01 >/dev/null
-"$LM_PINGSTAT" wait "$T/ping.log" 10 >/dev/null || tap_bail "no ping reply"
+ping_start "$T/ping.log"
 idx0=$(ifindex lmltap0)
 state0=$(tap_state src lmltap0)
 dest_prepare dst || tap_bail "the destination cannot be prepared"

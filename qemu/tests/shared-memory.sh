@@ -214,8 +214,7 @@ return_path src false
 # ---- 4. the migration without RAM --------------------------------------------------
 ignore_shared src true
 ignore_shared dst true
-lm_nsexec "$LM_PINGSTAT" start "$T/ping.log" "$GUEST" 0.01 >/dev/null
-"$LM_PINGSTAT" wait "$T/ping.log" 10 >/dev/null || tap_bail "no ping reply"
+ping_start "$T/ping.log"
 t0=$(last_tick src)
 migrate_to_run src dst "migration with x-ignore-shared over a UNIX socket" "the destination"
 xfer=$(field transferred "$res")

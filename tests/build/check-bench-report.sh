@@ -102,12 +102,17 @@ for k in (1, 2, 3):
 d = os.path.join(out, "runs", "04-raw")
 os.makedirs(d)
 t0 = T + 1000
+def raw_marks(f, t0, marks):
+    """The raw floor's step times, MARK=seconds after t0."""
+    for key, dt in marks:
+        f.write("%s=%.6f\n" % (key, t0 + dt))
+
+
 with open(os.path.join(d, "meta"), "w") as f:
     f.write("mode=raw\niteration=1\n")
-    for key, dt in (("t_launch", 0.05), ("t_qmp", 0.08), ("t_migrate", 0.1),
-                    ("t_stop", 0.30), ("t_src_completed", 0.302), ("t_resume", 0.305),
-                    ("t_gone", 0.31)):
-        f.write("%s=%.6f\n" % (key, t0 + dt))
+    raw_marks(f, t0, (("t_launch", 0.05), ("t_qmp", 0.08), ("t_migrate", 0.1),
+                      ("t_stop", 0.30), ("t_src_completed", 0.302), ("t_resume", 0.305),
+                      ("t_gone", 0.31)))
     f.write("status=completed\ndowntime=4\ndowntime_bytes=262144\ntotal_time=200\nt_cmd_start=%.6f\n"
             "t_cmd_end=%.6f\nrc=0\n" % (t0, t0 + 0.35))
 ping_log(os.path.join(d, "ping.log"), t0, 0.295, 0.312)
@@ -141,10 +146,9 @@ os.makedirs(d)
 t0 = T + 8000
 with open(os.path.join(d, "meta"), "w") as f:
     f.write("mode=raw-cpr@256\niteration=1\nram_mib=256\n")
-    for key, dt in (("t_launch", 0.01), ("t_qmp", 0.03), ("t_migrate", 0.035),
-                    ("t_monitor", 0.06), ("t_stop", 0.10), ("t_src_completed", 0.104),
-                    ("t_resume", 0.106), ("t_gone", 0.13)):
-        f.write("%s=%.6f\n" % (key, t0 + dt))
+    raw_marks(f, t0, (("t_launch", 0.01), ("t_qmp", 0.03), ("t_migrate", 0.035),
+                      ("t_monitor", 0.06), ("t_stop", 0.10), ("t_src_completed", 0.104),
+                      ("t_resume", 0.106), ("t_gone", 0.13)))
     f.write("status=completed\ntotal_time=27\ntransferred=209715\nt_cmd_start=%.6f\n"
             "t_cmd_end=%.6f\nrc=0\n" % (t0, t0 + 0.16))
 ping_log(os.path.join(d, "ping.log"), t0, 0.1, 0.1)
