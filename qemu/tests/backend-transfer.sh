@@ -46,12 +46,12 @@ echo "$props" | $PY -c '
 import json, sys
 p = {x["name"]: x for x in json.load(sys.stdin)}
 b = p["backend-transfer"]
-sys.exit(0 if b["type"] == "bool" and b.get("default-value") is False else 1)'
-tap_result $? "virtio-net-pci has property backend-transfer (bool, default off)" || :
+sys.exit(0 if b["type"] == "bool" and b.get("default-value") is False else 1)' && rc=0 || rc=$?
+tap_result "$rc" "virtio-net-pci has property backend-transfer (bool, default off)" || :
 params() { qmp probe query-migrate-parameters | $PY -c 'import json,sys; print(json.load(sys.stdin)["backend-transfer"])'; }
 before=$(params); set_backend_transfer probe true; after=$(params)
-[ "$before/$after" = "False/True" ]
-tap_result $? "query-migrate-parameters shows backend-transfer (off, then on)" || :
+[ "$before/$after" = "False/True" ] && rc=0 || rc=$?
+tap_result "$rc" "query-migrate-parameters shows backend-transfer (off, then on)" || :
 
 # ---- 2. refusals ---------------------------------------------------------------
 # refuse DESC EXPECTED-SUBSTRING QMP-COMMAND JSON
@@ -69,8 +69,8 @@ refuse "netdev_add incoming-fds=on refuses a missing downscript=no" "downscript=
     netdev_add "{$inc, \"script\": \"no\"}"
 out=$("$QEMU_BIN" -machine none -nodefaults -display none \
       -netdev tap,id=x,incoming-fds=on,script=no 2>&1) && rc=0 || rc=$?
-[ "$rc" -ne 0 ] && [[ "$out" == *"downscript=no"* ]]
-tap_result $? "-netdev tap,incoming-fds=on without downscript=no fails to start" || :
+[ "$rc" -ne 0 ] && [[ "$out" == *"downscript=no"* ]] && rc=0 || rc=$?
+tap_result "$rc" "-netdev tap,incoming-fds=on without downscript=no fails to start" || :
 tap_diag "error: $out"
 refuse "TLS with backend-transfer on is refused" "cannot be used with TLS" \
     migrate-set-parameters '{"tls-creds": "tls0"}'
@@ -86,8 +86,8 @@ try:
     q.cmd("migrate", {"uri": "fd:tcpfd"})
 except lmqmp.QMPError as e:
     print(e); sys.exit(1)' "$T/probe.qmp") && rc=0 || rc=$?
-[ "$rc" -ne 0 ] && [[ "$out" == *"not a UNIX domain socket"* ]]
-tap_result $? "migrate to an fd: that is a TCP socket is refused" || :
+[ "$rc" -ne 0 ] && [[ "$out" == *"not a UNIX domain socket"* ]] && rc=0 || rc=$?
+tap_result "$rc" "migrate to an fd: that is a TCP socket is refused" || :
 tap_diag "error: $out"
 refuse "backend-transfer=on with a non-tap netdev is refused" \
     "backend-transfer needs a tap netdev" \
@@ -97,8 +97,8 @@ quit_qemu probe
 start_qemu dprobe -incoming defer || tap_bail "QEMU does not start"
 set_backend_transfer dprobe true
 out=$(qmp dprobe migrate-incoming '{"uri": "tcp:127.0.0.1:0"}') && rc=0 || rc=$?
-[ "$rc" -ne 0 ] && [[ "$out" == *"needs a channel that can pass file descriptors"* ]]
-tap_result $? "migrate-incoming over tcp with backend-transfer on is refused" || :
+[ "$rc" -ne 0 ] && [[ "$out" == *"needs a channel that can pass file descriptors"* ]] && rc=0 || rc=$?
+tap_result "$rc" "migrate-incoming over tcp with backend-transfer on is refused" || :
 tap_diag "error: $out"
 quit_qemu dprobe
 
@@ -114,7 +114,7 @@ tap_diag "source TAP before the destination starts:" "$(echo "$state0" | head -n
 
 # shellcheck disable=SC2046
 start_qemu dst $(dest_args 1 ",backend-transfer=on") || tap_bail "destination does not start"
-lm_wait_until 10 status_is dst inmigrate
+lm_wait_until 10 status_is dst inmigrate || tap_bail "the destination does not wait for a migration"
 sleep 0.5
 state1=$(tap_state src lmtap0)
 if [ "$state0" = "$state1" ] && [ -z "$($TAPTOOL fds "$(qpid dst)")" ]; then
@@ -132,18 +132,18 @@ migrate_to_running src dst "migration over an fd: socketpair with backend-transf
 dfds=$($TAPTOOL fds "$(qpid dst)")
 sfd=$($TAPTOOL fds "$(qpid src)" | awk 'NR == 1 { print $1 }')
 dfd=$(echo "$dfds" | awk 'NR == 1 { print $1 }')
-[ "$(echo "$dfds" | awk '{ print $2 }')" = lmtap0 ]
-tap_result $? "destination's fdinfo shows iff: lmtap0 (one TAP fd)" || tap_diag "$dfds"
-$TAPTOOL same "$(qpid src)" "$sfd" "$(qpid dst)" "$dfd"
-tap_result $? "destination holds the source's very open file (kcmp)" || :
+[ "$(echo "$dfds" | awk '{ print $2 }')" = lmtap0 ] && rc=0 || rc=$?
+tap_result "$rc" "destination's fdinfo shows iff: lmtap0 (one TAP fd)" || tap_diag "$dfds"
+$TAPTOOL same "$(qpid src)" "$sfd" "$(qpid dst)" "$dfd" && rc=0 || rc=$?
+tap_result "$rc" "destination holds the source's very open file (kcmp)" || :
 state2=$(tap_state dst lmtap0)
-[ "$state0" = "$state2" ]
-tap_result $? "TAP settings on the destination are exactly the source's" ||
+[ "$state0" = "$state2" ] && rc=0 || rc=$?
+tap_result "$rc" "TAP settings on the destination are exactly the source's" ||
     tap_diag "$(diff <(echo "$state0") <(echo "$state2"))"
 quit_qemu src
 sleep 0.3
-[ "$(ifindex lmtap0)" = "$idx0" ]
-tap_result $? "TAP outlives the source, same ifindex ($idx0)" || :
+[ "$(ifindex lmtap0)" = "$idx0" ] && rc=0 || rc=$?
+tap_result "$rc" "TAP outlives the source, same ifindex ($idx0)" || :
 tap_check "guest answers payload pings on the destination alone" payload_ping 100
 ping_verdict "$T/ping.log" ""
 
@@ -158,26 +158,26 @@ for q in g1 dst2; do
 done
 qmp g1 migrate-set-parameters '{"max-bandwidth": 2000000}' >/dev/null
 qmp dst2 migrate-incoming "{\"uri\": \"unix:$T/mig.sock\"}" >/dev/null
-lm_wait_until 10 test -S "$T/mig.sock"
+lm_wait_until 10 test -S "$T/mig.sock" || tap_bail "the destination does not listen"
 qmp g1 migrate "{\"uri\": \"unix:$T/mig.sock\"}" >/dev/null
 sleep 1
 out=$(qmp g1 migrate-set-parameters '{"backend-transfer": false}') && rc=0 || rc=$?
-[ "$rc" -ne 0 ] && [[ "$out" == *"while a migration is in progress"* ]]
-tap_result $? "backend-transfer cannot change during a migration" || :
+[ "$rc" -ne 0 ] && [[ "$out" == *"while a migration is in progress"* ]] && rc=0 || rc=$?
+tap_result "$rc" "backend-transfer cannot change during a migration" || :
 tap_diag "error: $out"
 out=$(qmp g1 migrate-start-postcopy) && rc=0 || rc=$?
-[ "$rc" -ne 0 ] && [[ "$out" == *"Postcopy cannot be used with backend-transfer"* ]]
-tap_result $? "migrate-start-postcopy with backend-transfer is refused" || :
+[ "$rc" -ne 0 ] && [[ "$out" == *"Postcopy cannot be used with backend-transfer"* ]] && rc=0 || rc=$?
+tap_result "$rc" "migrate-start-postcopy with backend-transfer is refused" || :
 tap_diag "error: $out"
 st=$(qmp g1 query-migrate | $PY -c 'import json,sys; print(json.load(sys.stdin)["status"])')
 kill -KILL "$(qpid dst2)"
 res=$(wait_migration g1 30) && rc=0 || rc=$?
-[ "$st" = active ] && [ "$rc" -ne 0 ] && [ "$(status_of g1)" = running ]
-tap_result $? "destination killed mid-migration: migration fails, source keeps running" || :
+[ "$st" = active ] && [ "$rc" -ne 0 ] && [ "$(status_of g1)" = running ] && rc=0 || rc=$?
+tap_result "$rc" "destination killed mid-migration: migration fails, source keeps running" || :
 tap_diag "status when killed: $st; $(echo "$res" | tr '\n' ' ')"
 s4=$(tap_state g1 lmtap0)
-[ "$s4" = "$state0" ] && [ "$(ifindex lmtap0)" = "$idx0" ]
-tap_result $? "source still holds its TAP, settings unchanged" ||
+[ "$s4" = "$state0" ] && [ "$(ifindex lmtap0)" = "$idx0" ] && rc=0 || rc=$?
+tap_result "$rc" "source still holds its TAP, settings unchanged" ||
     tap_diag "$(diff <(echo "$state0") <(echo "$s4"))"
 tap_check "guest answers payload pings on the source" payload_ping 100
 qmp g1 migrate-set-parameters '{"max-bandwidth": 134217728}' >/dev/null
@@ -207,8 +207,8 @@ for q in g1; do
     qmp "$q" migrate-set-capabilities '{"capabilities": [{"capability": "return-path", "state": false}]}' >/dev/null
 done
 quit_qemu g1
-lm_wait_until 10 sh -c "! ip -n $LM_NS link show lmtap0" 
-tap_result $? "TAP goes away with its last holder" || :
+lm_wait_until 10 sh -c "! ip -n $LM_NS link show lmtap0" && rc=0 || rc=$?
+tap_result "$rc" "TAP goes away with its last holder" || :
 
 # ---- 7. a stream without the TAP: source device without backend-transfer -------
 boot_guest src5 lmtap2 1 "" || tap_bail "the guest did not boot"
@@ -243,8 +243,8 @@ mq_case() {
     set_backend_transfer mqd true
     migrate_fd mqs mqd || tap_bail "cannot start the migration"
     res=$(wait_migration mqs) && rc=0 || rc=$?
-    lm_wait_until 20 status_is mqd running && [ "$rc" -eq 0 ]
-    tap_result $? "multiqueue ($what): migration completes, destination runs" || :
+    lm_wait_until 20 status_is mqd running && [ "$rc" -eq 0 ] && rc=0 || rc=$?
+    tap_result "$rc" "multiqueue ($what): migration completes, destination runs" || :
     tap_diag "$(echo "$res" | tr '\n' ' ')"
     dmq=$($TAPTOOL fds "$(qpid mqd)")
     same=0
@@ -254,8 +254,8 @@ mq_case() {
         done
     done
     [ "$(echo "$dmq" | wc -l)" = 2 ] && [ "$same" = 2 ] &&
-        [ "$(ip netns exec "$LM_NS" sh -c 'ls -d /sys/class/net/lmtap1/queues/tx-*' | wc -l)" = "$nq" ]
-    tap_result $? "multiqueue ($what): destination holds both queues' open files (kcmp), $nq attached as before" ||
+        [ "$(ip netns exec "$LM_NS" sh -c 'ls -d /sys/class/net/lmtap1/queues/tx-*' | wc -l)" = "$nq" ] && rc=0 || rc=$?
+    tap_result "$rc" "multiqueue ($what): destination holds both queues' open files (kcmp), $nq attached as before" ||
         tap_diag "source: $smq" "destination: $dmq"
     tap_diag "destination's TAP fds (fd iff): $(echo "$dmq" | tr '\n' ' ')"
     quit_qemu mqs
@@ -267,6 +267,6 @@ mq_case() {
 mq_case 2
 mq_case 1
 
-lm_leftovers --ns "$LM_NS" >"$T/leftovers" 2>&1
-tap_result $? "nothing left in the namespace (processes, TAPs)" ||
+lm_leftovers --ns "$LM_NS" >"$T/leftovers" 2>&1 && rc=0 || rc=$?
+tap_result "$rc" "nothing left in the namespace (processes, TAPs)" ||
     tap_diag "$(cat "$T/leftovers")"

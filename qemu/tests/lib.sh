@@ -159,13 +159,13 @@ failed_load() {
     local src=$1 dst=$2 tap=$3 state=$4 msg=$5 what=$6 rc
     migrate_fd "$src" "$dst" || tap_bail "cannot start the migration"
     wait_migration "$src" 60 >/dev/null && rc=0 || rc=$?
-    lm_wait_until 10 lm_pid_gone "$(qpid "$dst")"
-    grep -q "$msg" "$T/$dst.log" && [ "$rc" -ne 0 ]
-    tap_result $? "$what fails the destination's load" || :
+    lm_wait_until 10 lm_pid_gone "$(qpid "$dst")" || :
+    grep -q "$msg" "$T/$dst.log" && [ "$rc" -ne 0 ] && rc=0 || rc=$?
+    tap_result "$rc" "$what fails the destination's load" || :
     tap_diag "destination: $(grep -m1 "$msg" "$T/$dst.log" || tail -n 3 "$T/$dst.log")"
     lm_wait_until 10 status_is "$src" running &&
-        [ "$(tap_state "$src" "$tap")" = "$state" ] && payload_ping 50 >/dev/null
-    tap_result $? "source keeps running on its TAP, unchanged, pings pass" || :
+        [ "$(tap_state "$src" "$tap")" = "$state" ] && payload_ping 50 >/dev/null && rc=0 || rc=$?
+    tap_result "$rc" "source keeps running on its TAP, unchanged, pings pass" || :
 }
 
 postcopy() {   # NAME true|false
@@ -180,8 +180,8 @@ migrate_to_running() {
     res=$(wait_migration "$1") && rc=0 || rc=$?
     tap_result "$rc" "$3 completes" || :
     tap_diag "$(echo "$res" | tr '\n' ' ')"
-    lm_wait_until 20 status_is "$2" running
-    tap_result $? "destination runs the guest" || :
+    lm_wait_until 20 status_is "$2" running && rc=0 || rc=$?
+    tap_result "$rc" "destination runs the guest" || :
 }
 
 # refuse_on NAME DESC EXPECTED CMD JSON: QMP CMD on QEMU NAME must fail
@@ -206,11 +206,11 @@ ping_start() {
 # ping_verdict LOG WHAT: stops the pings logged to LOG; the guest must have
 # answered throughout (largest gap under 1 s, at most 10 lost).
 ping_verdict() {
-    local sum gap lost
+    local sum gap lost rc
     sum=$("$LM_PINGSTAT" stop "$1")
     gap=$(echo "$sum" | sed -n 's/^max_gap_ms=//p')
     lost=$(echo "$sum" | sed -n 's/^lost_after_first_reply=//p')
     tap_diag "pings at 10 ms through the migration: $(echo "$sum" | grep -E '^(sent|received|lost_after_first_reply|max_gap_ms)=' | tr '\n' ' ')"
-    awk -v g="$gap" -v l="$lost" 'BEGIN { exit !(g < 1000 && l <= 10) }'
-    tap_result $? "${2}guest answered pings throughout (largest gap ${gap} ms, ${lost} lost)" || :
+    awk -v g="$gap" -v l="$lost" 'BEGIN { exit !(g < 1000 && l <= 10) }' && rc=0 || rc=$?
+    tap_result "$rc" "${2}guest answered pings throughout (largest gap ${gap} ms, ${lost} lost)" || :
 }

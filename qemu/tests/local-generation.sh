@@ -70,8 +70,8 @@ tap_check "QMP schema has netdev_add/arg-type/+tap/local-migration-supported" \
     $QMP "$T/probe.qmp" schema-has netdev_add/arg-type/+tap/local-migration-supported
 lparam() { qmp probe query-migrate-parameters | $PY -c 'import json,sys; print(json.load(sys.stdin)["local"])'; }
 before=$(lparam); set_local probe true; after=$(lparam)
-[ "$before/$after" = "False/True" ]
-tap_result $? "query-migrate-parameters shows local (off, then on)" || :
+[ "$before/$after" = "False/True" ] && rc=0 || rc=$?
+tap_result "$rc" "query-migrate-parameters shows local (off, then on)" || :
 refuse_on probe "TLS with local on is refused" "local cannot be used with TLS" \
     migrate-set-parameters '{"tls-creds": "tls0"}'
 refuse_on probe "migrate over tcp with local on is refused" \
@@ -87,8 +87,8 @@ QEMU_LOCALMIG_GENERATIONS=local start_qemu onlylocal -S || tap_bail "QEMU does n
     ! $QMP "$T/onlylocal.qmp" schema-has query-migrate-parameters/ret-type/backend-transfer &&
     $QMP "$T/onlylocal.qmp" schema-has migrate-set-parameters/arg-type/local &&
     $QMP "$T/onlylocal.qmp" schema-has netdev_add/arg-type/+tap/incoming-fds &&
-    ! qmp onlylocal device-list-properties '{"typename": "virtio-net-pci"}' | grep -q '"backend-transfer"'
-tap_result $? "QEMU_LOCALMIG_GENERATIONS=local: no backend-transfer in the schema or virtio-net's properties; local and incoming-fds are there" || :
+    ! qmp onlylocal device-list-properties '{"typename": "virtio-net-pci"}' | grep -q '"backend-transfer"' && rc=0 || rc=$?
+tap_result "$rc" "QEMU_LOCALMIG_GENERATIONS=local: no backend-transfer in the schema or virtio-net's properties; local and incoming-fds are there" || :
 refuse_on onlylocal "QEMU_LOCALMIG_GENERATIONS=local refuses backend-transfer" \
     "'backend-transfer' is unexpected" migrate-set-parameters '{"backend-transfer": true}'
 quit_qemu onlylocal
@@ -96,8 +96,8 @@ QEMU_LOCALMIG_GENERATIONS=v10 start_qemu onlyv10 -S || tap_bail "QEMU does not s
 ! $QMP "$T/onlyv10.qmp" schema-has migrate-set-parameters/arg-type/local &&
     ! $QMP "$T/onlyv10.qmp" schema-has netdev_add/arg-type/+tap/local-migration-supported &&
     $QMP "$T/onlyv10.qmp" schema-has netdev_add/arg-type/+dgram/local &&
-    $QMP "$T/onlyv10.qmp" schema-has migrate-set-parameters/arg-type/backend-transfer
-tap_result $? "QEMU_LOCALMIG_GENERATIONS=v10: no local, no local-migration-supported (the dgram netdev keeps its local); backend-transfer is there" || :
+    $QMP "$T/onlyv10.qmp" schema-has migrate-set-parameters/arg-type/backend-transfer && rc=0 || rc=$?
+tap_result "$rc" "QEMU_LOCALMIG_GENERATIONS=v10: no local, no local-migration-supported (the dgram netdev keeps its local); backend-transfer is there" || :
 refuse_on onlyv10 "QEMU_LOCALMIG_GENERATIONS=v10 refuses local" \
     "'local' is unexpected" migrate-set-parameters '{"local": true}'
 quit_qemu onlyv10
@@ -109,11 +109,11 @@ refuse_on order "netdev_add of the incoming tap before local is on is refused" \
     netdev_add '{"type": "tap", "id": "net0", "incoming-fds": true, "local-migration-supported": true, "script": "no", "downscript": "no"}'
 set_local order true
 out=$(qmp order netdev_add '{"type": "tap", "id": "net0", "incoming-fds": true, "local-migration-supported": true, "script": "no", "downscript": "no"}' 2>&1) &&
-    qmp order device_add "{$NIC, \"mac\": \"$MAC\"}" >/dev/null
-tap_result $? "after migrate-set-parameters local=on: netdev_add of the tap, then device_add of its NIC" ||
+    qmp order device_add "{$NIC, \"mac\": \"$MAC\"}" >/dev/null && rc=0 || rc=$?
+tap_result "$rc" "after migrate-set-parameters local=on: netdev_add of the tap, then device_add of its NIC" ||
     tap_diag "$out"
-[ -z "$($TAPTOOL fds "$(qpid order)")" ]
-tap_result $? "the waiting destination holds no TAP" || :
+[ -z "$($TAPTOOL fds "$(qpid order)")" ] && rc=0 || rc=$?
+tap_result "$rc" "the waiting destination holds no TAP" || :
 quit_qemu order
 
 # ---- 4. the hand-over --------------------------------------------------------------
@@ -123,20 +123,20 @@ ping_start "$T/ping.log"
 idx0=$(ifindex lmltap0)
 state0=$(tap_state src lmltap0)
 dest_prepare dst || tap_bail "the destination cannot be prepared"
-[ "$(tap_state src lmltap0)" = "$state0" ]
-tap_result $? "the prepared destination leaves the source's TAP alone" || :
+[ "$(tap_state src lmltap0)" = "$state0" ] && rc=0 || rc=$?
+tap_result "$rc" "the prepared destination leaves the source's TAP alone" || :
 set_local src true
 migrate_to_running src dst "migration with local over an fd: socketpair"
 sfd=$($TAPTOOL fds "$(qpid src)" | awk 'NR == 1 { print $1 }')
 dfd=$($TAPTOOL fds "$(qpid dst)" | awk 'NR == 1 { print $1 }')
-[ -n "$dfd" ] && $TAPTOOL same "$(qpid src)" "$sfd" "$(qpid dst)" "$dfd"
-tap_result $? "destination holds the source's very open file (kcmp)" || :
-[ "$(tap_state dst lmltap0)" = "$state0" ]
-tap_result $? "TAP settings on the destination are exactly the source's" || :
+[ -n "$dfd" ] && $TAPTOOL same "$(qpid src)" "$sfd" "$(qpid dst)" "$dfd" && rc=0 || rc=$?
+tap_result "$rc" "destination holds the source's very open file (kcmp)" || :
+[ "$(tap_state dst lmltap0)" = "$state0" ] && rc=0 || rc=$?
+tap_result "$rc" "TAP settings on the destination are exactly the source's" || :
 quit_qemu src
 sleep 0.3
-[ "$(ifindex lmltap0)" = "$idx0" ]
-tap_result $? "TAP outlives the source, same ifindex ($idx0)" || :
+[ "$(ifindex lmltap0)" = "$idx0" ] && rc=0 || rc=$?
+tap_result "$rc" "TAP outlives the source, same ifindex ($idx0)" || :
 tap_check "guest answers payload pings on the destination alone" payload_ping 100
 ping_verdict "$T/ping.log" ""
 mv "$T/dst.pid" "$T/g1.pid"; mv "$T/dst.qmp" "$T/g1.qmp"
@@ -150,8 +150,8 @@ sleep 1
 kill -KILL "$(qpid dst2)"
 wait_migration g1 30 >/dev/null && rc=0 || rc=$?
 lm_wait_until 10 status_is g1 running && [ "$rc" -ne 0 ] &&
-    [ "$(tap_state g1 lmltap0)" = "$state0" ] && payload_ping 50 >/dev/null
-tap_result $? "destination killed mid-migration: the source keeps running on its TAP" || :
+    [ "$(tap_state g1 lmltap0)" = "$state0" ] && payload_ping 50 >/dev/null && rc=0 || rc=$?
+tap_result "$rc" "destination killed mid-migration: the source keeps running on its TAP" || :
 qmp g1 migrate-set-parameters '{"max-bandwidth": 134217728}' >/dev/null
 quit_qemu g1
 
@@ -166,6 +166,6 @@ failed_load src3 dst3 lmltap1 "$s3" "carried none" \
     "a source tap without local-migration-supported (nothing sent)"
 quit_qemu src3
 
-lm_leftovers --ns "$LM_NS" >"$T/leftovers" 2>&1
-tap_result $? "nothing left in the namespace (processes, TAPs)" ||
+lm_leftovers --ns "$LM_NS" >"$T/leftovers" 2>&1 && rc=0 || rc=$?
+tap_result "$rc" "nothing left in the namespace (processes, TAPs)" ||
     tap_diag "$(cat "$T/leftovers")"
