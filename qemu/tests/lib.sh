@@ -214,3 +214,46 @@ ping_verdict() {
     awk -v g="$gap" -v l="$lost" 'BEGIN { exit !(g < 1000 && l <= 10) }' && rc=0 || rc=$?
     tap_result "$rc" "${2}guest answered pings throughout (largest gap ${gap} ms, ${lost} lost)" || :
 }
+
+# ---- the guest's tick port and the migration's figures ---------------------
+# tick_args NAME: the guest's second serial port (ttyS1, where it ticks
+# every 0.5 s and reads commands) on the UNIX socket $T/NAME.tick.
+tick_args() { echo "-chardev socket,id=tick,path=$T/$1.tick,server=on,wait=off -serial chardev:tick"; }
+return_path() {     # NAME true|false
+    qmp "$1" migrate-set-capabilities "{\"capabilities\": [{\"capability\": \"return-path\", \"state\": $2}]}" >/dev/null
+}
+field() { echo "$2" | sed -n "s/^$1=//p"; }   # field KEY KEY=VALUE-LINES
+# ticks NAME [S]: the tick numbers the guest prints on NAME's tick port,
+# read for up to S s (until 3 ticks).
+ticks() {
+    $PY -c '
+import re, socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+try:
+    s.connect(sys.argv[1])
+except OSError as e:
+    sys.exit("%s: %s" % (sys.argv[1], e))
+s.settimeout(0.2)
+data, end = b"", time.time() + float(sys.argv[3])
+pat = re.compile(sys.argv[2].encode() + rb" (\d+)\r?\n")
+while time.time() < end and len(pat.findall(data)) < 3:
+    try:
+        d = s.recv(4096)
+    except socket.timeout:
+        continue
+    if not d:
+        break
+    data += d
+print(" ".join(x.decode() for x in pat.findall(data)))' \
+        "$T/$1.tick" "$GUEST_TICK_MARKER" "${2:-5}"
+}
+# ticks_go_on NAME AFTER: NAME's guest ticks, increasing, all above AFTER.
+ticks_go_on() {
+    local t
+    t=$(ticks "$1")
+    echo "ticks on $1: $t"
+    [ -n "$t" ] && echo "$t" | awk -v a="$2" '{
+        if (NF < 2) exit 1
+        for (i = 1; i <= NF; i++) { if ($i <= a) exit 1; a = $i } }'
+}
+last_tick() { { ticks "$1" || :; } | awk '{ print $NF }'; }

@@ -57,9 +57,6 @@ mem_args() {
     echo "-object memory-backend-file,id=pc.ram,mem-path=$1,size=${GUEST_MEM_MIB}M,share=on,discard-data=off" \
          "-machine memory-backend=pc.ram"
 }
-# tick_args NAME: the guest's second serial port (ttyS1, where it ticks
-# every 0.5 s and reads commands) on the UNIX socket $T/NAME.tick.
-tick_args() { echo "-chardev socket,id=tick,path=$T/$1.tick,server=on,wait=off -serial chardev:tick"; }
 # nic_args TAP: the NIC on a TAP of its own (each QEMU opens its own).
 nic_args() {
     echo "-netdev tap,id=net0,ifname=$1,script=no,downscript=no" \
@@ -69,9 +66,6 @@ CMDLINE="$GUEST_CMDLINE localmig.tick=ttyS1"
 
 ignore_shared() {   # NAME true|false
     qmp "$1" migrate-set-capabilities "{\"capabilities\": [{\"capability\": \"x-ignore-shared\", \"state\": $2}]}" >/dev/null
-}
-return_path() {     # NAME true|false
-    qmp "$1" migrate-set-capabilities "{\"capabilities\": [{\"capability\": \"return-path\", \"state\": $2}]}" >/dev/null
 }
 
 # migrate_unix SRC DST: DST listens on $T/DST.mig, SRC migrates there.
@@ -93,7 +87,6 @@ migrate_to_run() {
     tap_result "$rc" "$4 runs the guest" ||
         tap_bail "the guest is not on $4: $(tail -n 2 "$T/$2.log" | tr '\n' ' ')"
 }
-field() { echo "$2" | sed -n "s/^$1=//p"; }   # field KEY KEY=VALUE-LINES
 # wait_status NAME STATUS S: polls query-status (quiet when NAME is gone).
 wait_status() { $QMP "$T/$1.qmp" wait-status "$2" "$3" >/dev/null 2>&1; }
 mib() { awk -v b="$1" 'BEGIN { printf "%.2f MiB", b / 1048576 }'; }
@@ -120,40 +113,6 @@ ram_mapping() {
     awk -v f="$2" '$6 == f { print $5, $2, $7; exit }' "/proc/$(qpid "$1")/maps" 2>/dev/null || :
 }
 
-# ticks NAME [S]: the tick numbers the guest prints on NAME's tick port,
-# read for up to S s (until 3 ticks).
-ticks() {
-    $PY -c '
-import re, socket, sys, time
-s = socket.socket(socket.AF_UNIX)
-try:
-    s.connect(sys.argv[1])
-except OSError as e:
-    sys.exit("%s: %s" % (sys.argv[1], e))
-s.settimeout(0.2)
-data, end = b"", time.time() + float(sys.argv[3])
-pat = re.compile(sys.argv[2].encode() + rb" (\d+)\r?\n")
-while time.time() < end and len(pat.findall(data)) < 3:
-    try:
-        d = s.recv(4096)
-    except socket.timeout:
-        continue
-    if not d:
-        break
-    data += d
-print(" ".join(x.decode() for x in pat.findall(data)))' \
-        "$T/$1.tick" "$GUEST_TICK_MARKER" "${2:-5}"
-}
-# ticks_go_on NAME AFTER: NAME's guest ticks, increasing, all above AFTER.
-ticks_go_on() {
-    local t
-    t=$(ticks "$1")
-    echo "ticks on $1: $t"
-    [ -n "$t" ] && echo "$t" | awk -v a="$2" '{
-        if (NF < 2) exit 1
-        for (i = 1; i <= NF; i++) { if ($i <= a) exit 1; a = $i } }'
-}
-last_tick() { { ticks "$1" || :; } | awk '{ print $NF }'; }
 
 # ---- 1. the guest on a shared file ---------------------------------------------
 # shellcheck disable=SC2046
