@@ -38,9 +38,9 @@ qemu_test_begin 49 bt
 # ---- 1. interface probes -----------------------------------------------------
 start_qemu probe -S -netdev user,id=u0 || tap_bail "QEMU does not start"
 tap_check "QMP schema has migrate-set-parameters/arg-type/backend-transfer" \
-    $QMP "$T/probe.qmp" schema-has migrate-set-parameters/arg-type/backend-transfer
+    $QMP "$T/probe.qmp" schema-has migrate-set-parameters/arg-type/backend-transfer || :
 tap_check "QMP schema has netdev_add/arg-type/+tap/incoming-fds" \
-    $QMP "$T/probe.qmp" schema-has netdev_add/arg-type/+tap/incoming-fds
+    $QMP "$T/probe.qmp" schema-has netdev_add/arg-type/+tap/incoming-fds || :
 props=$(qmp probe device-list-properties '{"typename": "virtio-net-pci"}')
 echo "$props" | $PY -c '
 import json, sys
@@ -123,7 +123,7 @@ else
     tap_not_ok "waiting destination leaves the TAP alone"
     tap_diag "$(diff <(echo "$state0") <(echo "$state1"))" "dst fds: $($TAPTOOL fds "$(qpid dst)")"
 fi
-tap_check "pings with payload verification pass while the destination waits" payload_ping 200
+tap_check "pings with payload verification pass while the destination waits" payload_ping 200 || :
 
 set_backend_transfer src true
 set_backend_transfer dst true
@@ -144,7 +144,7 @@ quit_qemu src
 sleep 0.3
 [ "$(ifindex lmtap0)" = "$idx0" ] && rc=0 || rc=$?
 tap_result "$rc" "TAP outlives the source, same ifindex ($idx0)" || :
-tap_check "guest answers payload pings on the destination alone" payload_ping 100
+tap_check "guest answers payload pings on the destination alone" payload_ping 100 || :
 ping_verdict "$T/ping.log" ""
 
 # ---- 4. back again over unix:, destination killed mid-way ------------------------
@@ -179,7 +179,7 @@ s4=$(tap_state g1 lmtap0)
 [ "$s4" = "$state0" ] && [ "$(ifindex lmtap0)" = "$idx0" ] && rc=0 || rc=$?
 tap_result "$rc" "source still holds its TAP, settings unchanged" ||
     tap_diag "$(diff <(echo "$state0") <(echo "$s4"))"
-tap_check "guest answers payload pings on the source" payload_ping 100
+tap_check "guest answers payload pings on the source" payload_ping 100 || :
 qmp g1 migrate-set-parameters '{"max-bandwidth": 134217728}' >/dev/null
 postcopy g1 false
 
@@ -259,7 +259,7 @@ mq_case() {
         tap_diag "source: $smq" "destination: $dmq"
     tap_diag "destination's TAP fds (fd iff): $(echo "$dmq" | tr '\n' ' ')"
     quit_qemu mqs
-    tap_check "multiqueue ($what): guest answers payload pings on the destination" payload_ping 100
+    tap_check "multiqueue ($what): guest answers payload pings on the destination" payload_ping 100 || :
     ping_verdict "$T/ping-mq$smp.log" "multiqueue ($what): "
     quit_qemu mqd
     mv "$T/mqs.log" "$T/mqs$smp.log"; mv "$T/mqd.log" "$T/mqd$smp.log"

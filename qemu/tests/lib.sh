@@ -136,7 +136,7 @@ tap_state() {
 payload_ping() {
     local out
     out=$(lm_nsexec ping -n -c "$1" -i 0.01 -W 1 -s 1200 -p a55a0ff0c33c "$GUEST" 2>&1) || {
-        echo "$out" | tail -n 3; return 1; }
+        echo "ping exited with $?"; echo "$out" | tail -n 3; return 1; }
     if echo "$out" | grep -qi 'wrong data'; then
         echo "$out" | grep -i 'wrong data' | head -n 3; return 1
     fi
