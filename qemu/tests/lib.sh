@@ -43,7 +43,7 @@ qemu_test_begin() {
 qmp() { $QMP "$T/$1.qmp" cmd "$2" ${3:+"$3"}; }
 
 # start_qemu NAME ARGS...: QEMU NAME in the namespace, in the background,
-# stderr to $T/NAME.log; waits for its QMP socket, or for the socket
+# stderr to $T/NAME.log; waits until its monitor answers, or for the socket
 # QEMU_WAIT_FOR names (a QEMU that blocks before its monitor exists).  No
 # -L: the binary must find its firmware by itself, as when libvirt runs it.
 start_qemu() {
@@ -59,6 +59,12 @@ start_qemu() {
     echo "$pid" >"$T/$name.pid"
     lm_wait_until 20 test -S "${QEMU_WAIT_FOR:-$T/$name.qmp}" || {
         tap_diag "$name did not start:" "$(cat "$T/$name.log")"
+        return 1
+    }
+    # The socket exists before the machine and its memory backends do; the
+    # monitor answers only from the main loop on.
+    [ -n "${QEMU_WAIT_FOR:-}" ] || qmp "$name" query-status >/dev/null || {
+        tap_diag "$name has no monitor:" "$(cat "$T/$name.log")"
         return 1
     }
 }

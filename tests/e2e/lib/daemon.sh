@@ -135,7 +135,15 @@ lh_virtqemud_start() {
     _lh_daemon virtqemud || return 1
     # the socket is there before the driver has started; a list waits
     lm_wait_until 60 test -S "$LH_RUN/virtqemud-sock" &&
-        lm_wait_until 60 lh_virsh list
+        lm_wait_until 60 lh_virsh list || return 1
+    # Each running domain reconnects in a thread of its own that holds a
+    # job. A destroy meanwhile kills QEMU before it waits for that job, the
+    # reconnection then stops the domain, and the destroy fails with
+    # "domain is not running". A query job waits the reconnection out.
+    local d
+    for d in $(lh_virsh list --name); do
+        lh_virsh dommemstat "$d" >/dev/null 2>&1 || :
+    done
 }
 
 _lh_pid() { cat "$LH_RUN/$1.pid" 2>/dev/null; }
