@@ -215,6 +215,7 @@ typedef struct {
     virQEMUCapsFlags dst[8];
     /* the generation the running process took its TAPs in */
     qemuMigrationLocalGeneration srcTook;
+    bool cpr;             /* the job runs in mode cpr-transfer */
     const char *dialect;
     const char *error;
 } testDialectData;
@@ -235,7 +236,8 @@ testDialect(const void *opaque)
 
     dialect = qemuMigrationLocalDialectSelect(src, "/usr/bin/qemu-old",
                                               data->srcTook,
-                                              dst, "/opt/qemu-new");
+                                              dst, "/opt/qemu-new",
+                                              data->cpr);
     if (testCheckResult(dialect ? 0 : -1, data->error) < 0)
         return -1;
 
@@ -760,6 +762,7 @@ typedef struct {
     const char *cellAccess; /* memAccess of the second cell, NULL: none */
     bool dimm;            /* a memory device */
     const char *error;    /* why the memory cannot be shared */
+    qemuMigrationLocalMemory kind; /* how it is shared */
 } testMemoryData;
 
 static virDomainDef *
@@ -803,15 +806,20 @@ testMemory(const void *opaque)
 {
     const testMemoryData *data = opaque;
     g_autoptr(virDomainDef) def = NULL;
+    qemuMigrationLocalMemory kind;
     const char *why;
 
     if (!(def = testParseMemoryDef(data)))
         return -1;
 
-    why = qemuMigrationLocalMemoryUnshareable(def);
+    kind = qemuMigrationLocalMemoryOf(def, &why);
     if (!data->error != !why || (why && !strstr(why, data->error))) {
         VIR_TEST_VERBOSE("\nreason '%s', expected '%s'",
                          NULLSTR(why), NULLSTR(data->error));
+        return -1;
+    }
+    if (kind != data->kind) {
+        VIR_TEST_VERBOSE("\nway %d, expected %d", kind, data->kind);
         return -1;
     }
     return 0;
@@ -825,14 +833,17 @@ testCheckMemory(const void *opaque G_GNUC_UNUSED)
 {
     const testMemoryData shared = { .backing = "<source type='file'/><access mode='shared'/>" };
     const testMemoryData private = { .backing = "<source type='file'/>" };
+    const testMemoryData memfd = { .backing = "<source type='memfd'/><access mode='shared'/>" };
     g_autoptr(virDomainObj) vm = NULL;
     g_autoptr(virDomainDef) newDef = NULL;
     g_autoptr(virDomainDef) privateDef = NULL;
+    g_autoptr(virDomainDef) fileDef = NULL;
     qemuDomainObjPrivate *priv;
 
     if (!(vm = virDomainObjNew(driver.xmlopt)) ||
         !(vm->def = testParseMemoryDef(&shared)) ||
         !(newDef = testParseMemoryDef(&shared)) ||
+        !(fileDef = testParseMemoryDef(&shared)) ||
         !(privateDef = testParseMemoryDef(&private)))
         return -1;
     priv = vm->privateData;
@@ -847,8 +858,30 @@ testCheckMemory(const void *opaque G_GNUC_UNUSED)
     if (testCheckResult(qemuMigrationLocalCheckMemory(vm, newDef), NULL) < 0)
         return -1;
 
-    return testCheckResult(qemuMigrationLocalCheckMemory(vm, privateDef),
-                           "cannot share the memory of domain 'guest1' with its new process: its memory is private");
+    if (testCheckResult(qemuMigrationLocalCheckMemory(vm, privateDef),
+                        "cannot share the memory of domain 'guest1' with its new process: its memory is private") < 0)
+        return -1;
+
+    /* a memfd goes by cpr-transfer, which the binary must have */
+    virDomainDefFree(vm->def);
+    g_clear_pointer(&newDef, virDomainDefFree);
+    if (!(vm->def = testParseMemoryDef(&memfd)) ||
+        !(newDef = testParseMemoryDef(&memfd)))
+        return -1;
+    priv->qemuCaps = virQEMUCapsNew();
+    if (testCheckResult(qemuMigrationLocalCheckMemory(vm, newDef),
+                        "QEMU binary '/usr/bin/qemu-system-x86_64' cannot pass the guest's memfd memory in a local migration: it lacks the migration mode 'cpr-transfer'") < 0)
+        return -1;
+    virQEMUCapsSet(priv->qemuCaps, QEMU_CAPS_MIGRATION_MODE_CPR_TRANSFER);
+    if (qemuMigrationLocalCheckMemory(vm, newDef) != QEMU_MIGRATION_LOCAL_MEMORY_MEMFD) {
+        VIR_TEST_VERBOSE("\nmemfd memory not passed by cpr-transfer: %s",
+                         virGetLastErrorMessage());
+        return -1;
+    }
+
+    /* both processes' memory the same way */
+    return testCheckResult(qemuMigrationLocalCheckMemory(vm, fileDef),
+                           "the new definition backs the memory differently");
 }
 
 
@@ -1485,6 +1518,35 @@ mymain(void)
                     "new process's QEMU binary '/opt/qemu-new': it lacks migration parameter 'backend-transfer', virtio-net property 'backend-transfer'",
                     .src = { TEST_CAPS_BOTH }, .dst = { TEST_CAPS_DST_UP },
                     .srcTook = QEMU_MIGRATION_LOCAL_GENERATION_V10);
+#define TEST_CAPS_CPR QEMU_CAPS_MIGRATION_MODE_CPR_TRANSFER, QEMU_CAPS_NETDEV_TAP_CPR
+    /* the CPR row is a cpr-transfer job's, and no other job's */
+    DO_TEST_DIALECT("cpr", "cpr", NULL, .cpr = true,
+                    .src = { TEST_CAPS_BOTH, TEST_CAPS_CPR },
+                    .dst = { TEST_CAPS_BOTH, TEST_CAPS_CPR });
+    DO_TEST_DIALECT("cpr binaries, copy job", "local", NULL,
+                    .src = { TEST_CAPS_BOTH, TEST_CAPS_CPR },
+                    .dst = { TEST_CAPS_BOTH, TEST_CAPS_CPR });
+    DO_TEST_DIALECT("cpr job, new binary without tap cpr", NULL,
+                    "new process's QEMU binary '/opt/qemu-new': it lacks tap netdev option 'cpr'",
+                    .cpr = true,
+                    .src = { TEST_CAPS_BOTH, TEST_CAPS_CPR },
+                    .dst = { TEST_CAPS_BOTH, QEMU_CAPS_MIGRATION_MODE_CPR_TRANSFER });
+    DO_TEST_DIALECT("cpr job, running binary without cpr", NULL,
+                    "running QEMU binary '/usr/bin/qemu-old': it lacks migration mode 'cpr-transfer', tap netdev option 'cpr'",
+                    .cpr = true,
+                    .src = { TEST_CAPS_BOTH }, .dst = { TEST_CAPS_BOTH, TEST_CAPS_CPR });
+    /* its taps have no cpr=on */
+    DO_TEST_DIALECT("took upstream, cpr job", NULL,
+                    "it took its TAPs in generation 'local', whose taps lack cpr=on",
+                    .cpr = true,
+                    .src = { TEST_CAPS_BOTH, TEST_CAPS_CPR },
+                    .dst = { TEST_CAPS_BOTH, TEST_CAPS_CPR },
+                    .srcTook = QEMU_MIGRATION_LOCAL_GENERATION_LOCAL);
+    DO_TEST_DIALECT("took cpr, copy job", "v10", NULL,
+                    .src = { TEST_CAPS_BOTH, TEST_CAPS_CPR },
+                    .dst = { TEST_CAPS_BOTH, TEST_CAPS_CPR },
+                    .srcTook = QEMU_MIGRATION_LOCAL_GENERATION_CPR);
+#undef TEST_CAPS_CPR
 
     if (!(localmigSchema = testQEMUSchemaLoad(abs_srcdir "/qemucapabilitiesdata/caps_10.0.13_x86_64+localmig.replies"))) {
         ret = -1;
@@ -1600,21 +1662,28 @@ mymain(void)
             ret = -1; \
     } while (0)
 #define TEST_SHARED_FILE "<source type='file'/><access mode='shared'/>"
-    DO_TEST_MEMORY("file, shared", .backing = TEST_SHARED_FILE);
+#define TEST_FILE .kind = QEMU_MIGRATION_LOCAL_MEMORY_FILE
+    DO_TEST_MEMORY("file, shared", .backing = TEST_SHARED_FILE, TEST_FILE);
     DO_TEST_MEMORY("file, private", .backing = "<source type='file'/>",
                    .error = "its memory is private");
     DO_TEST_MEMORY("anonymous, shared", .backing = "<access mode='shared'/>",
-                   .error = "<source type='file'/>");
+                   .error = "<source type='file'/> or <source type='memfd'/>");
     DO_TEST_MEMORY("memfd, shared",
                    .backing = "<source type='memfd'/><access mode='shared'/>",
-                   .error = "<source type='file'/>");
+                   .kind = QEMU_MIGRATION_LOCAL_MEMORY_MEMFD);
+    DO_TEST_MEMORY("memfd, private", .backing = "<source type='memfd'/>",
+                   .error = "its memory is private");
+    DO_TEST_MEMORY("memfd, hugepages",
+                   .backing = "<hugepages/><source type='memfd'/><access mode='shared'/>",
+                   .error = "hugepage-backed");
     DO_TEST_MEMORY("none", .backing = "", .error = "<source type='file'/>");
     DO_TEST_MEMORY("hugepages",
                    .backing = "<hugepages/>" TEST_SHARED_FILE,
                    .error = "hugepage-backed");
     DO_TEST_MEMORY("discard", .backing = TEST_SHARED_FILE "<discard/>",
                    .error = "<discard/>");
-    DO_TEST_MEMORY("numa, shared", .backing = TEST_SHARED_FILE, .numa = true);
+    DO_TEST_MEMORY("numa, shared", .backing = TEST_SHARED_FILE, .numa = true,
+                   TEST_FILE);
     DO_TEST_MEMORY("numa, one cell shared",
                    .backing = "<source type='file'/>", .numa = true,
                    .cellAccess = "shared", .error = "a NUMA cell is private");
@@ -1623,6 +1692,7 @@ mymain(void)
                    .error = "a NUMA cell is private");
     DO_TEST_MEMORY("memory device", .backing = TEST_SHARED_FILE, .numa = true,
                    .dimm = true, .error = "memory devices");
+#undef TEST_FILE
 #undef TEST_SHARED_FILE
 
     if (virTestRun("shared memory: both binaries and definitions",

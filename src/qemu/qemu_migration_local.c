@@ -163,6 +163,7 @@ qemuMigrationLocalSetupBackendTransfer(virDomainObj *vm,
                                        virQEMUCaps *dstCaps,
                                        qemuMigrationParams *dstParams,
                                        qemuMigrationParams *srcParams,
+                                       bool cpr,
                                        qemuMigrationLocalGeneration *generation)
 {
     qemuDomainObjPrivate *priv = vm->privateData;
@@ -175,11 +176,13 @@ qemuMigrationLocalSetupBackendTransfer(virDomainObj *vm,
                                                     vm->def->emulator,
                                                     priv->localGeneration,
                                                     dstCaps,
-                                                    newDef->emulator)))
+                                                    newDef->emulator,
+                                                    cpr)))
         return -1;
 
-    if (qemuMigrationParamsSetBool(dstParams, dialect->param, true) < 0 ||
-        qemuMigrationParamsSetBool(srcParams, dialect->param, true) < 0)
+    if (dialect->param != QEMU_MIGRATION_PARAM_LAST &&
+        (qemuMigrationParamsSetBool(dstParams, dialect->param, true) < 0 ||
+         qemuMigrationParamsSetBool(srcParams, dialect->param, true) < 0))
         return -1;
 
     *generation = dialect->generation;
@@ -463,13 +466,15 @@ qemuMigrationLocalLaunchPrepare(virQEMUDriver *driver,
                                 virDomainObj *vm,
                                 virDomainObj *shadow,
                                 qemuMigrationLocal *local,
+                                qemuMigrationLocalMemory memory,
                                 unsigned int flags)
 {
     if (qemuMigrationJobStart(shadow, VIR_ASYNC_JOB_MIGRATION_IN, flags) < 0)
         return -1;
 
-    /* before qemuProcessInit gives the process a directory of its own */
-    if (flags & VIR_MIGRATE_LOCAL_SHARED_MEMORY)
+    /* before qemuProcessInit gives the process a directory of its own;
+     * a memfd is in none */
+    if (memory == QEMU_MIGRATION_LOCAL_MEMORY_FILE)
         qemuMigrationLocalShareMemory(vm, shadow);
 
     if (qemuProcessInit(driver, shadow, NULL, VIR_ASYNC_JOB_MIGRATION_IN,
@@ -863,6 +868,8 @@ qemuMigrationLocalPerform(virQEMUDriver *driver,
     unsigned int useFlags;
     bool backendTransfer = !!(flags & VIR_MIGRATE_LOCAL_BACKEND_TRANSFER);
     qemuMigrationLocalGeneration generation = QEMU_MIGRATION_LOCAL_GENERATION_NONE;
+    int memory = QEMU_MIGRATION_LOCAL_MEMORY_COPY;
+    qemuMigrationLocalCpr *cpr = NULL;
     bool adopted = false;
     virErrorPtr orig_err = NULL;
     int ret = -1;
@@ -904,13 +911,19 @@ qemuMigrationLocalPerform(virQEMUDriver *driver,
     if (!(def = qemuMigrationLocalNewDef(driver, vm, xmlin, &newCaps)) ||
         qemuMigrationLocalCheckDevices(vm->def, def, backendTransfer) < 0 ||
         (flags & VIR_MIGRATE_LOCAL_SHARED_MEMORY &&
-         qemuMigrationLocalCheckMemory(vm, def) < 0))
+         (memory = qemuMigrationLocalCheckMemory(vm, def)) < 0))
         goto endjob;
     qemuMigrationLocalKeepSeclabels(vm->def, def);
 
+    if (memory == QEMU_MIGRATION_LOCAL_MEMORY_MEMFD &&
+        qemuMigrationLocalCheckCprNets(vm, backendTransfer) < 0)
+        goto endjob;
+
     if (backendTransfer &&
         qemuMigrationLocalSetupBackendTransfer(vm, def, newCaps, dstParams,
-                                               migParams, &generation) < 0)
+                                               migParams,
+                                               memory == QEMU_MIGRATION_LOCAL_MEMORY_MEMFD,
+                                               &generation) < 0)
         goto endjob;
 
     qemuMigrationSrcStoreDomainState(vm);
@@ -931,7 +944,8 @@ qemuMigrationLocalPerform(virQEMUDriver *driver,
     /* LAUNCH */
     if (!(shadow = qemuMigrationLocalShadowNew(driver, &def, newCaps,
                                                local->generation)) ||
-        qemuMigrationLocalLaunchPrepare(driver, vm, shadow, local, useFlags) < 0) {
+        qemuMigrationLocalLaunchPrepare(driver, vm, shadow, local, memory,
+                                        useFlags) < 0) {
         if (shadow)
             qemuMigrationLocalProcessRecord(&local->target, shadow);
         goto rollback;
@@ -940,12 +954,23 @@ qemuMigrationLocalPerform(virQEMUDriver *driver,
     qemuMigrationLocalRecordNets(local, vm->def, shadow->def);
     qemuMigrationLocalSetPhase(vm, local, QEMU_MIGRATION_LOCAL_PHASE_LAUNCH);
 
+    /* cpr-transfer: the new process has its monitor only once the source
+     * has sent the CPR state, so the source starts beside the launch */
+    if (memory == QEMU_MIGRATION_LOCAL_MEMORY_MEMFD &&
+        !(cpr = qemuMigrationLocalCprStart(driver, vm, shadow, &fds[0],
+                                           useFlags & ~VIR_MIGRATE_PAUSED,
+                                           resource, migParams)))
+        goto rollback;
+
     virObjectUnlock(vm);
     if (qemuMigrationLocalLaunch(driver, shadow, fds[1], dstParams,
                                  useFlags) < 0) {
         qemuMigrationLocalProcessRecord(&local->target, shadow);
         virObjectUnlock(shadow);
-        virObjectLock(vm);
+        if (cpr)
+            ignore_value(qemuMigrationLocalCprJoin(&cpr, true, true));
+        else
+            virObjectLock(vm);
         virObjectLock(shadow);
         goto rollback;
     }
@@ -960,8 +985,16 @@ qemuMigrationLocalPerform(virQEMUDriver *driver,
     qemuMigrationLocalSetPhase(vm, local, QEMU_MIGRATION_LOCAL_PHASE_MIGRATE);
     qemuMigrationLocalTestStop("migrate");
     useFlags &= ~VIR_MIGRATE_PAUSED; /* applies to the new process */
-    if (qemuMigrationSrcRunLocal(driver, vm, fds[0], useFlags, resource,
-                                 migParams) < 0) {
+    if (cpr) {
+        /* the source's side, running since the launch, ends with the
+         * stream */
+        virObjectUnlock(vm);
+        if (qemuMigrationLocalCprJoin(&cpr, false, false) < 0) {
+            virObjectLock(shadow);
+            goto rollback;
+        }
+    } else if (qemuMigrationSrcRunLocal(driver, vm, fds[0], NULL, useFlags,
+                                        resource, migParams) < 0) {
         fds[0] = -1; /* closed by the monitor code */
         virObjectLock(shadow);
         goto rollback;
@@ -1029,6 +1062,15 @@ qemuMigrationLocalPerform(virQEMUDriver *driver,
 
  rollback:
     virErrorPreserveLast(&orig_err);
+    if (cpr) {
+        /* the source's side ends once the new process is gone */
+        if (shadow)
+            virObjectUnlock(shadow);
+        virObjectUnlock(vm);
+        ignore_value(qemuMigrationLocalCprJoin(&cpr, true, false));
+        if (shadow)
+            virObjectLock(shadow);
+    }
     qemuMigrationLocalSetOwner(local, QEMU_MIGRATION_LOCAL_NET_OWNER_SOURCE);
     qemuMigrationLocalSetPhase(vm, local, QEMU_MIGRATION_LOCAL_PHASE_ROLLBACK);
     qemuMigrationLocalTestStop("rollback");
@@ -1041,6 +1083,8 @@ qemuMigrationLocalPerform(virQEMUDriver *driver,
                         VIR_QEMU_PROCESS_STOP_NO_RELABEL);
     }
     if (virDomainObjIsActive(vm)) {
+        if (memory == QEMU_MIGRATION_LOCAL_MEMORY_MEMFD)
+            qemuMigrationLocalCprReset(vm);
         qemuMigrationParamsReset(vm, VIR_ASYNC_JOB_MIGRATION_OUT,
                                  jobPriv->migParams, useFlags);
         qemuMigrationSrcRestoreDomainState(driver, vm);

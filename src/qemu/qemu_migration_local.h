@@ -20,6 +20,7 @@
 
 #include "internal.h"
 #include "virbuffer.h"
+#include "vircommand.h"
 #include "virconftypes.h"
 #include "virdomainjob.h"
 #include "virenum.h"
@@ -97,3 +98,12 @@ qemuMigrationLocalSavesStop(virDomainObj *vm);
 bool
 qemuMigrationLocalMonitorEOFIsStale(virDomainObj *vm,
                                     qemuMonitor *mon);
+
+void
+qemuMigrationLocalMachineParams(virBuffer *buf,
+                                const virDomainDef *def,
+                                virQEMUCaps *caps);
+
+int
+qemuMigrationLocalBuildIncoming(virCommand *cmd,
+                                virDomainObj *vm);

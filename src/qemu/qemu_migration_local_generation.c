@@ -71,6 +71,22 @@ static const qemuMigrationLocalDialect qemuMigrationLocalDialects[] = {
       .param = QEMU_MIGRATION_PARAM_LOCAL,
       .incomingNetdevProp = "local-migration-supported",
       .deferNic = true },
+    /* CPR: under cpr-transfer each tap netdev that says so puts its fds
+     * into the CPR state, which reaches the new process before its
+     * monitor exists; the row of a job whose memory goes that way, and of
+     * no other */
+    { .generation = QEMU_MIGRATION_LOCAL_GENERATION_CPR,
+      .startCaps = { QEMU_CAPS_NETDEV_TAP_CPR, QEMU_CAPS_LAST },
+      .startNetdevProp = "cpr",
+      .sourceCaps = { QEMU_CAPS_MIGRATION_MODE_CPR_TRANSFER,
+                      QEMU_CAPS_NETDEV_TAP_CPR,
+                      QEMU_CAPS_LAST },
+      .targetCaps = { QEMU_CAPS_MIGRATION_MODE_CPR_TRANSFER,
+                      QEMU_CAPS_NETDEV_TAP_CPR,
+                      QEMU_CAPS_LAST },
+      .param = QEMU_MIGRATION_PARAM_LAST,
+      .incomingNetdevProp = "cpr",
+      .cpr = true },
 };
 
 const char *
@@ -109,6 +125,10 @@ static const struct {
       "migration parameter 'local'" },
     { QEMU_CAPS_NETDEV_TAP_LOCAL_MIGRATION,
       "tap netdev option 'local-migration-supported'" },
+    { QEMU_CAPS_MIGRATION_MODE_CPR_TRANSFER,
+      "migration mode 'cpr-transfer'" },
+    { QEMU_CAPS_NETDEV_TAP_CPR,
+      "tap netdev option 'cpr'" },
 };
 
 static const char *
@@ -164,6 +184,8 @@ qemuMigrationLocalDialectHas(virQEMUCaps *caps,
  *           start (its devices got every start property, as at any start)
  * @dstCaps: capabilities of the binary the new process will run
  * @dstBinary: its path
+ * @cpr: the job runs in mode cpr-transfer (its memory is a memfd): only
+ *       the CPR row fits it, and it fits no other job
  *
  * Returns the newest generation of the backend transfer interface both
  * sides speak, or NULL with an error naming the binary and what it
@@ -174,7 +196,8 @@ qemuMigrationLocalDialectSelect(virQEMUCaps *srcCaps,
                                 const char *srcBinary,
                                 qemuMigrationLocalGeneration srcTook,
                                 virQEMUCaps *dstCaps,
-                                const char *dstBinary)
+                                const char *dstBinary,
+                                bool cpr)
 {
     g_auto(virBuffer) missing = VIR_BUFFER_INITIALIZER;
     const qemuMigrationLocalDialect *newest = NULL;
@@ -186,6 +209,9 @@ qemuMigrationLocalDialectSelect(virQEMUCaps *srcCaps,
         const qemuMigrationLocalDialect *d = &qemuMigrationLocalDialects[i];
         bool src;
         bool dst;
+
+        if (d->cpr != cpr)
+            continue;
 
         if (srcTook != QEMU_MIGRATION_LOCAL_GENERATION_NONE &&
             d->generation != srcTook && d->startNetdevProp)
@@ -205,6 +231,16 @@ qemuMigrationLocalDialectSelect(virQEMUCaps *srcCaps,
             srcBest = d;
         if (dst && !dstBest)
             dstBest = d;
+    }
+
+    if (!newest && srcTook != QEMU_MIGRATION_LOCAL_GENERATION_NONE &&
+        qemuMigrationLocalDialectGet(srcTook)) {
+        /* only the CPR row remained, and the taps are not of its form */
+        virReportError(VIR_ERR_OPERATION_UNSUPPORTED,
+                       _("backend transfer (--local-backend-transfer) in a cpr-transfer is not supported by the running process of QEMU binary '%1$s': it took its TAPs in generation '%2$s', whose taps lack cpr=on"),
+                       srcBinary,
+                       qemuMigrationLocalGenerationTypeToString(srcTook));
+        return NULL;
     }
 
     if (!newest) {
@@ -387,7 +423,7 @@ qemuMigrationLocalIncomingNetProps(virDomainObj *vm,
 
     if (virJSONValueObjectAdd(&props,
                               "s:type", "tap",
-                              "b:incoming-fds", true,
+                              "B:incoming-fds", !dialect->cpr,
                               "s:script", "no",
                               "s:downscript", "no",
                               "p:queues", queues > 1 ? queues : 0,

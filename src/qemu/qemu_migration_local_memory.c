@@ -48,64 +48,111 @@ qemuMigrationLocalMemoryAccess(const virDomainDef *def,
 
 
 /**
- * qemuMigrationLocalMemoryUnshareable:
+ * qemuMigrationLocalMemoryOf:
+ * @def: a domain definition
+ * @why: set to why its memory cannot be shared, when it cannot
  *
- * Why the new process of a local migration cannot map the RAM of a
- * process started from @def, or NULL when it can. x-ignore-shared leaves
- * out of the stream a RAM block that is shared and backed by a named
- * file; the new process must then map that very file, which it does when
- * it gets the running process's memory directory: libvirt names the file
- * after the backend's alias there. Hugepages are a file QEMU creates in a
- * directory and unlinks at once, which no other process can open.
- * <discard/> makes the old process free the pages when it exits, under
- * the guest that runs on in the new one.
+ * How the new process of a local migration can have the RAM of a process
+ * started from @def instead of a copy (docs/localmig-memory.rst):
+ * - a shared RAM block backed by a named file is left out of the stream
+ *   by x-ignore-shared; the new process maps that very file, which it
+ *   does when it gets the running process's memory directory (libvirt
+ *   names the file after the backend's alias there);
+ * - a shared memfd has no name: cpr-transfer passes the fd itself.
+ * Hugepages are a file QEMU creates in a directory and unlinks at once,
+ * which no other process can open. <discard/> makes the old process free
+ * the pages when it exits, under the guest that runs on in the new one.
+ *
+ * Returns the way, QEMU_MIGRATION_LOCAL_MEMORY_COPY with @why set when
+ * there is none.
  */
-const char *
-qemuMigrationLocalMemoryUnshareable(const virDomainDef *def)
+qemuMigrationLocalMemory
+qemuMigrationLocalMemoryOf(const virDomainDef *def,
+                           const char **why)
 {
     size_t ncells = virDomainNumaGetNodeCount(def->numa);
     size_t i;
 
-    if (def->mem.source != VIR_DOMAIN_MEMORY_SOURCE_FILE)
-        return _("its memory is not backed by a file (<memoryBacking><source type='file'/>)");
+    *why = NULL;
+    if (def->mem.source != VIR_DOMAIN_MEMORY_SOURCE_FILE &&
+        def->mem.source != VIR_DOMAIN_MEMORY_SOURCE_MEMFD)
+        *why = _("its memory is not backed by a file or a memfd (<memoryBacking><source type='file'/> or <source type='memfd'/>)");
+    else if (def->mem.nhugepages > 0)
+        *why = _("hugepage-backed memory is a file no other process can open");
+    else if (def->nmems > 0)
+        *why = _("memory devices are not supported");
+    else if (def->mem.discard == VIR_TRISTATE_BOOL_YES)
+        *why = _("<discard/> would free the guest's memory when the old process exits");
+    else if (ncells == 0 &&
+             qemuMigrationLocalMemoryAccess(def, -1) != VIR_DOMAIN_MEMORY_ACCESS_SHARED)
+        *why = _("its memory is private (<access mode='shared'/>)");
 
-    if (def->mem.nhugepages > 0)
-        return _("hugepage-backed memory is a file no other process can open");
-
-    if (def->nmems > 0)
-        return _("memory devices are not supported");
-
-    if (def->mem.discard == VIR_TRISTATE_BOOL_YES)
-        return _("<discard/> would free the guest's memory when the old process exits");
-
-    if (ncells == 0 &&
-        qemuMigrationLocalMemoryAccess(def, -1) != VIR_DOMAIN_MEMORY_ACCESS_SHARED)
-        return _("its memory is private (<access mode='shared'/>)");
-
-    for (i = 0; i < ncells; i++) {
+    for (i = 0; !*why && i < ncells; i++) {
         if (qemuMigrationLocalMemoryAccess(def, i) != VIR_DOMAIN_MEMORY_ACCESS_SHARED)
-            return _("the memory of a NUMA cell is private (<access mode='shared'/>)");
-
-        if (virDomainNumaGetNodeDiscard(def->numa, i) == VIR_TRISTATE_BOOL_YES)
-            return _("<discard/> would free the guest's memory when the old process exits");
+            *why = _("the memory of a NUMA cell is private (<access mode='shared'/>)");
+        else if (virDomainNumaGetNodeDiscard(def->numa, i) == VIR_TRISTATE_BOOL_YES)
+            *why = _("<discard/> would free the guest's memory when the old process exits");
     }
 
-    return NULL;
+    if (*why)
+        return QEMU_MIGRATION_LOCAL_MEMORY_COPY;
+    if (def->mem.source == VIR_DOMAIN_MEMORY_SOURCE_MEMFD)
+        return QEMU_MIGRATION_LOCAL_MEMORY_MEMFD;
+    return QEMU_MIGRATION_LOCAL_MEMORY_FILE;
 }
 
 
-/* Whether the process of @vm (locked, running) can take part. */
-static int
-qemuMigrationLocalCheckMemoryCap(virDomainObj *vm)
+/**
+ * qemuMigrationLocalMachineParams:
+ * @buf: the -machine argument being built
+ * @def: the domain's definition
+ * @caps: the capabilities of its binary
+ *
+ * A process whose guest RAM is a shared memfd, run by a binary with
+ * cpr-transfer, starts so that a later local migration can pass all of
+ * its RAM: cpr-transfer refuses a process with any RAM block that is not
+ * a shared memfd, and aux-ram-share makes the blocks QEMU allocates for
+ * itself (ROMs, video memory) one.
+ */
+void
+qemuMigrationLocalMachineParams(virBuffer *buf,
+                                const virDomainDef *def,
+                                virQEMUCaps *caps)
 {
-    if (qemuMigrationCapsGet(vm, QEMU_MIGRATION_CAP_X_IGNORE_SHARED))
-        return 0;
+    const char *why;
 
-    virReportError(VIR_ERR_OPERATION_UNSUPPORTED,
-                   _("QEMU binary '%1$s' cannot share the guest's memory in a local migration: it lacks the migration capability '%2$s'"),
-                   vm->def->emulator,
-                   qemuMigrationCapabilityTypeToString(QEMU_MIGRATION_CAP_X_IGNORE_SHARED));
-    return -1;
+    if (caps && virQEMUCapsGet(caps, QEMU_CAPS_MIGRATION_MODE_CPR_TRANSFER) &&
+        qemuMigrationLocalMemoryOf(def, &why) == QEMU_MIGRATION_LOCAL_MEMORY_MEMFD)
+        virBufferAddLit(buf, ",aux-ram-share=on");
+}
+
+
+/* Whether the process of @vm (locked, running) can take part in sharing
+ * memory of @kind, the error naming its binary if not. */
+static int
+qemuMigrationLocalCheckMemoryCap(virDomainObj *vm,
+                                 qemuMigrationLocalMemory kind)
+{
+    qemuDomainObjPrivate *priv = vm->privateData;
+
+    if (kind == QEMU_MIGRATION_LOCAL_MEMORY_FILE &&
+        !qemuMigrationCapsGet(vm, QEMU_MIGRATION_CAP_X_IGNORE_SHARED)) {
+        virReportError(VIR_ERR_OPERATION_UNSUPPORTED,
+                       _("QEMU binary '%1$s' cannot share the guest's memory in a local migration: it lacks the migration capability '%2$s'"),
+                       vm->def->emulator,
+                       qemuMigrationCapabilityTypeToString(QEMU_MIGRATION_CAP_X_IGNORE_SHARED));
+        return -1;
+    }
+
+    if (kind == QEMU_MIGRATION_LOCAL_MEMORY_MEMFD &&
+        !virQEMUCapsGet(priv->qemuCaps, QEMU_CAPS_MIGRATION_MODE_CPR_TRANSFER)) {
+        virReportError(VIR_ERR_OPERATION_UNSUPPORTED,
+                       _("QEMU binary '%1$s' cannot pass the guest's memfd memory in a local migration: it lacks the migration mode 'cpr-transfer'"),
+                       vm->def->emulator);
+        return -1;
+    }
+
+    return 0;
 }
 
 
@@ -113,24 +160,34 @@ qemuMigrationLocalCheckMemoryCap(virDomainObj *vm)
  * qemuMigrationLocalCheckMemory:
  *
  * For VIR_MIGRATE_LOCAL_SHARED_MEMORY: whether the running process of @vm
- * and the new one, started from @newDef, can share the guest's memory.
- * The new binary is asked once it runs (qemuMigrationLocalCheckMemoryTarget).
+ * and the new one, started from @newDef, can share the guest's memory,
+ * and how. The new binary is asked once it runs
+ * (qemuMigrationLocalCheckMemoryTarget).
+ *
+ * Returns the way, or -1 with an error.
  */
 int
 qemuMigrationLocalCheckMemory(virDomainObj *vm,
                               const virDomainDef *newDef)
 {
+    qemuMigrationLocalMemory kind;
     const char *why;
 
-    if ((why = qemuMigrationLocalMemoryUnshareable(vm->def)) ||
-        (why = qemuMigrationLocalMemoryUnshareable(newDef))) {
+    if ((kind = qemuMigrationLocalMemoryOf(vm->def, &why)) != QEMU_MIGRATION_LOCAL_MEMORY_COPY &&
+        qemuMigrationLocalMemoryOf(newDef, &why) != kind &&
+        !why)
+        why = _("the new definition backs the memory differently");
+
+    if (why) {
         virReportError(VIR_ERR_OPERATION_UNSUPPORTED,
                        _("cannot share the memory of domain '%1$s' with its new process: %2$s"),
                        vm->def->name, why);
         return -1;
     }
 
-    return qemuMigrationLocalCheckMemoryCap(vm);
+    if (qemuMigrationLocalCheckMemoryCap(vm, kind) < 0)
+        return -1;
+    return kind;
 }
 
 
@@ -152,7 +209,10 @@ qemuMigrationLocalShareMemory(virDomainObj *vm,
 int
 qemuMigrationLocalCheckMemoryTarget(virDomainObj *shadow)
 {
-    return qemuMigrationLocalCheckMemoryCap(shadow);
+    const char *why;
+
+    return qemuMigrationLocalCheckMemoryCap(shadow,
+                                            qemuMigrationLocalMemoryOf(shadow->def, &why));
 }
 
 

@@ -43,6 +43,7 @@ VIR_ENUM_IMPL(qemuMigrationLocalGeneration,
               "none",
               "v10",
               "local",
+              "cpr",
 );
 
 VIR_ENUM_IMPL(qemuMigrationLocalNetOwner,

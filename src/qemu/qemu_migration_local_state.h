@@ -41,6 +41,7 @@ typedef enum {
     QEMU_MIGRATION_LOCAL_GENERATION_NONE = 0, /* no TAP is handed over */
     QEMU_MIGRATION_LOCAL_GENERATION_V10,
     QEMU_MIGRATION_LOCAL_GENERATION_LOCAL, /* the upstream interface */
+    QEMU_MIGRATION_LOCAL_GENERATION_CPR, /* tap cpr=on under cpr-transfer */
 
     QEMU_MIGRATION_LOCAL_GENERATION_LAST
 } qemuMigrationLocalGeneration;

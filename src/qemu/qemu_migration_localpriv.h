@@ -98,13 +98,16 @@ struct _qemuMigrationLocalDialect {
     virQEMUCapsFlags sourceCaps[3];
     /* the new process: its netdev waits for it */
     virQEMUCapsFlags targetCaps[4];
-    qemuMigrationParam param;
-    /* set on the new process's tap besides incoming-fds (NULL: none) */
+    qemuMigrationParam param; /* set on both sides; _LAST: none */
+    /* set on the new process's tap (NULL: none) */
     const char *incomingNetdevProp;
     /* the new process's netdev may only exist once the parameter is
      * set: the netdev and its device are added over the monitor then,
      * before the incoming migration starts */
     bool deferNic;
+    /* the TAP goes in the CPR state of cpr-transfer, not in the stream:
+     * no parameter, no incoming-fds */
+    bool cpr;
 };
 
 const qemuMigrationLocalDialect *
@@ -115,7 +118,8 @@ qemuMigrationLocalDialectSelect(virQEMUCaps *srcCaps,
                                 const char *srcBinary,
                                 qemuMigrationLocalGeneration srcTook,
                                 virQEMUCaps *dstCaps,
-                                const char *dstBinary);
+                                const char *dstBinary,
+                                bool cpr);
 
 int
 qemuMigrationLocalAddDeferredNics(virDomainObj *vm,
@@ -153,8 +157,16 @@ void
 qemuMigrationLocalEndHandover(virDomainDef *def);
 
 /* qemu_migration_local_memory.c */
-const char *
-qemuMigrationLocalMemoryUnshareable(const virDomainDef *def);
+/* How the new process gets the guest's RAM. */
+typedef enum {
+    QEMU_MIGRATION_LOCAL_MEMORY_COPY = 0, /* a copy, in the stream */
+    QEMU_MIGRATION_LOCAL_MEMORY_FILE,     /* the same file: x-ignore-shared */
+    QEMU_MIGRATION_LOCAL_MEMORY_MEMFD,    /* the memfds: cpr-transfer */
+} qemuMigrationLocalMemory;
+
+qemuMigrationLocalMemory
+qemuMigrationLocalMemoryOf(const virDomainDef *def,
+                           const char **why);
 
 int
 qemuMigrationLocalCheckMemory(virDomainObj *vm,
@@ -174,3 +186,33 @@ qemuMigrationLocalMayRemoveMemory(const char *dir,
 void
 qemuMigrationLocalKeepMemoryOut(virDomainObj *vm,
                                 virDomainObj *discarded);
+
+/* qemu_migration_local_cpr.c */
+typedef struct _qemuMigrationLocalCpr qemuMigrationLocalCpr;
+
+bool
+qemuMigrationLocalIsCpr(virDomainObj *vm);
+
+char *
+qemuMigrationLocalCprPath(virDomainObj *vm);
+
+qemuMigrationLocalCpr *
+qemuMigrationLocalCprStart(virQEMUDriver *driver,
+                           virDomainObj *vm,
+                           virDomainObj *shadow,
+                           int *fd,
+                           unsigned int flags,
+                           unsigned long resource,
+                           qemuMigrationParams *migParams);
+
+int
+qemuMigrationLocalCprJoin(qemuMigrationLocalCpr **cprp,
+                          bool kill,
+                          bool cause);
+
+void
+qemuMigrationLocalCprReset(virDomainObj *vm);
+
+int
+qemuMigrationLocalCheckCprNets(virDomainObj *vm,
+                               bool backendTransfer);
