@@ -439,3 +439,35 @@ qemuMigrationLocalParse(xmlXPathContextPtr ctxt,
 
     return 0;
 }
+
+
+/* The generation in which a domain's process took its TAPs from a local
+ * migration (qemuDomainObjPrivate's localGeneration): its tap netdevs
+ * have that generation's form for as long as it runs, which the next job
+ * must know after a daemon restart too. */
+void
+qemuMigrationLocalFormatTook(virBuffer *buf,
+                             int generation)
+{
+    if (generation == QEMU_MIGRATION_LOCAL_GENERATION_NONE)
+        return;
+    virBufferAsprintf(buf, "<localMigrationTook generation='%s'/>\n",
+                      qemuMigrationLocalGenerationTypeToString(generation));
+}
+
+
+int
+qemuMigrationLocalParseTook(xmlXPathContextPtr ctxt,
+                            int *generation)
+{
+    xmlNodePtr node = virXPathNode("./localMigrationTook", ctxt);
+    qemuMigrationLocalGeneration took = QEMU_MIGRATION_LOCAL_GENERATION_NONE;
+
+    if (node &&
+        virXMLPropEnum(node, "generation",
+                       qemuMigrationLocalGenerationTypeFromString,
+                       VIR_XML_PROP_NONZERO | VIR_XML_PROP_REQUIRED, &took) < 0)
+        return -1;
+    *generation = took;
+    return 0;
+}

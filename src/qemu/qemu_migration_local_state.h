@@ -147,3 +147,11 @@ qemuMigrationLocalParseState(xmlXPathContextPtr ctxt,
 int
 qemuMigrationLocalParse(xmlXPathContextPtr ctxt,
                         qemuMigrationLocal **local);
+
+void
+qemuMigrationLocalFormatTook(virBuffer *buf,
+                             int generation);
+
+int
+qemuMigrationLocalParseTook(xmlXPathContextPtr ctxt,
+                            int *generation);
