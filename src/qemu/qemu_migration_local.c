@@ -513,7 +513,8 @@ qemuMigrationLocalMonitorEOFIsStale(virDomainObj *vm,
 
 
 /* LAUNCH, second half, with only @shadow locked: start the new process
- * paused, reading the stream from @fd. */
+ * paused, reading the stream from @fd, or in mode cpr-transfer from the
+ * socket it listens on. */
 static int
 qemuMigrationLocalLaunch(virQEMUDriver *driver,
                          virDomainObj *shadow,
@@ -523,9 +524,16 @@ qemuMigrationLocalLaunch(virQEMUDriver *driver,
 {
     qemuProcessIncomingDef *incoming = NULL;
     g_autoptr(virBitmap) noCaps = virBitmapNew(QEMU_MIGRATION_CAP_LAST);
+    g_autofree char *from = NULL;
     int ret = -1;
 
-    if (!(incoming = qemuProcessIncomingDefNew(driver, shadow, NULL, "stdio",
+    if (qemuMigrationLocalIsCpr(shadow)) {
+        from = qemuMigrationLocalCprMainPath(shadow, true);
+        fd = -1;
+    }
+
+    if (!(incoming = qemuProcessIncomingDefNew(driver, shadow, NULL,
+                                               from ? from : "stdio",
                                                &fd, NULL, NULL, NULL)))
         goto cleanup;
 
@@ -874,8 +882,9 @@ qemuMigrationLocalPerform(virQEMUDriver *driver,
     virErrorPtr orig_err = NULL;
     int ret = -1;
 
-    VIR_DEBUG("vm=%s, dconnuri=%s, uri=%s, flags=0x%x",
-              vm->def->name, NULLSTR(dconnuri), NULLSTR(uri), flags);
+    VIR_DEBUG("vm=%s, dconnuri=%s, uri=%s, flags=0x%x, took TAPs in %s",
+              vm->def->name, NULLSTR(dconnuri), NULLSTR(uri), flags,
+              NULLSTR(qemuMigrationLocalGenerationTypeToString(QEMU_DOMAIN_PRIVATE(vm)->localGeneration)));
 
     if (qemuMigrationLocalCheckFlags(flags, &useFlags) < 0 ||
         qemuMigrationLocalCheckParams(vm, graphicsuri, listenAddress,
@@ -915,9 +924,13 @@ qemuMigrationLocalPerform(virQEMUDriver *driver,
         goto endjob;
     qemuMigrationLocalKeepSeclabels(vm->def, def);
 
-    if (memory == QEMU_MIGRATION_LOCAL_MEMORY_MEMFD &&
-        qemuMigrationLocalCheckCprNets(vm, backendTransfer) < 0)
-        goto endjob;
+    if (memory == QEMU_MIGRATION_LOCAL_MEMORY_MEMFD) {
+        if (qemuMigrationLocalCheckCprNets(vm, backendTransfer) < 0)
+            goto endjob;
+        /* cpr-transfer leaves all RAM out of the stream by itself */
+        qemuMigrationParamsDisableCap(migParams, QEMU_MIGRATION_CAP_X_IGNORE_SHARED);
+        qemuMigrationParamsDisableCap(dstParams, QEMU_MIGRATION_CAP_X_IGNORE_SHARED);
+    }
 
     if (backendTransfer &&
         qemuMigrationLocalSetupBackendTransfer(vm, def, newCaps, dstParams,
@@ -957,7 +970,7 @@ qemuMigrationLocalPerform(virQEMUDriver *driver,
     /* cpr-transfer: the new process has its monitor only once the source
      * has sent the CPR state, so the source starts beside the launch */
     if (memory == QEMU_MIGRATION_LOCAL_MEMORY_MEMFD &&
-        !(cpr = qemuMigrationLocalCprStart(driver, vm, shadow, &fds[0],
+        !(cpr = qemuMigrationLocalCprStart(driver, vm, shadow,
                                            useFlags & ~VIR_MIGRATE_PAUSED,
                                            resource, migParams)))
         goto rollback;
@@ -993,8 +1006,8 @@ qemuMigrationLocalPerform(virQEMUDriver *driver,
             virObjectLock(shadow);
             goto rollback;
         }
-    } else if (qemuMigrationSrcRunLocal(driver, vm, fds[0], NULL, useFlags,
-                                        resource, migParams) < 0) {
+    } else if (qemuMigrationSrcRunLocal(driver, vm, fds[0], NULL, NULL,
+                                        useFlags, resource, migParams) < 0) {
         fds[0] = -1; /* closed by the monitor code */
         virObjectLock(shadow);
         goto rollback;

@@ -62,6 +62,20 @@ qemuMigrationLocalCprPath(virDomainObj *vm)
 }
 
 
+/* The one it listens on for the stream, as "unix:PATH" with @uri. The
+ * source connects to it outside any monitor command, once the new process
+ * has the CPR state: an fd passed to it by getfd cannot be used there. */
+char *
+qemuMigrationLocalCprMainPath(virDomainObj *vm,
+                              bool uri)
+{
+    g_autofree char *path = g_build_filename(QEMU_DOMAIN_PRIVATE(vm)->libDir,
+                                             "migrate.sock", NULL);
+
+    return uri ? g_strdup_printf("unix:%s", path) : g_steal_pointer(&path);
+}
+
+
 /**
  * qemuMigrationLocalBuildIncoming:
  * @cmd: the command line of @vm
@@ -110,7 +124,7 @@ qemuMigrationLocalBuildIncoming(virCommand *cmd,
 struct _qemuMigrationLocalCpr {
     virQEMUDriver *driver;
     virDomainObj *vm;
-    int fd;              /* the main channel; the source's monitor closes it */
+    char *mainPath;      /* the main channel */
     char *path;          /* the CPR channel */
     char *pidfile;       /* of the new process */
     unsigned int flags;
@@ -190,9 +204,7 @@ qemuMigrationLocalCprThread(void *opaque)
 {
     qemuMigrationLocalCpr *cpr = opaque;
     virDomainObj *vm = cpr->vm;
-    int fd = cpr->fd;
 
-    cpr->fd = -1;
     cpr->rc = -1;
     if (qemuMigrationLocalCprWaitListen(cpr) < 0)
         goto done;
@@ -202,10 +214,10 @@ qemuMigrationLocalCprThread(void *opaque)
     if (virDomainObjIsActive(vm) &&
         qemuMigrationLocalCprSetMode(vm, "cpr-transfer") == 0) {
         cpr->sent = true;
-        cpr->rc = qemuMigrationSrcRunLocal(cpr->driver, vm, fd, cpr->path,
+        cpr->rc = qemuMigrationSrcRunLocal(cpr->driver, vm, -1,
+                                           cpr->mainPath, cpr->path,
                                            cpr->flags, cpr->resource,
                                            cpr->migParams);
-        fd = -1; /* closed by the monitor code */
     } else if (!virDomainObjIsActive(vm)) {
         virReportError(VIR_ERR_OPERATION_FAILED, "%s",
                        _("domain is not running"));
@@ -214,7 +226,6 @@ qemuMigrationLocalCprThread(void *opaque)
     virObjectUnlock(vm);
 
  done:
-    VIR_FORCE_CLOSE(fd);
     if (cpr->rc < 0) {
         cpr->err = virSaveLastError();
         /* whatever the new process got, it will not get the rest */
@@ -229,9 +240,9 @@ qemuMigrationLocalCprThread(void *opaque)
  * qemuMigrationLocalCprStart:
  *
  * Starts the source's side of a job in mode cpr-transfer from @vm
- * (locked, its async job this thread's) into @fd (stolen) and the CPR
- * channel of @shadow, whose launch the caller then runs: the thread takes
- * the async job over. qemuMigrationLocalCprJoin must follow.
+ * (locked, its async job this thread's) into the channels of @shadow,
+ * whose launch the caller then runs: the thread takes the async job over.
+ * qemuMigrationLocalCprJoin must follow.
  *
  * Returns the thread's state, or NULL with an error.
  */
@@ -239,7 +250,6 @@ qemuMigrationLocalCpr *
 qemuMigrationLocalCprStart(virQEMUDriver *driver,
                            virDomainObj *vm,
                            virDomainObj *shadow,
-                           int *fd,
                            unsigned int flags,
                            unsigned long resource,
                            qemuMigrationParams *migParams)
@@ -249,7 +259,7 @@ qemuMigrationLocalCprStart(virQEMUDriver *driver,
 
     cpr->driver = driver;
     cpr->vm = vm;
-    cpr->fd = *fd;
+    cpr->mainPath = qemuMigrationLocalCprMainPath(shadow, false);
     cpr->path = qemuMigrationLocalCprPath(shadow);
     cpr->pidfile = g_strdup(QEMU_DOMAIN_PRIVATE(shadow)->pidfile);
     cpr->flags = flags;
@@ -262,11 +272,11 @@ qemuMigrationLocalCprStart(virQEMUDriver *driver,
         virReportSystemError(errno, "%s",
                              _("cannot start the source's side of a cpr-transfer"));
         qemuDomainObjStartJobPhase(vm, QEMU_MIGRATION_PHASE_PERFORM3);
+        g_free(cpr->mainPath);
         g_free(cpr->path);
         g_free(cpr->pidfile);
         return NULL;
     }
-    *fd = -1;
     return g_steal_pointer(&cpr);
 }
 
@@ -306,6 +316,7 @@ qemuMigrationLocalCprJoin(qemuMigrationLocalCpr **cprp,
         virSetError(cpr->err);
 
     virFreeError(cpr->err);
+    g_free(cpr->mainPath);
     g_free(cpr->path);
     g_free(cpr->pidfile);
     g_clear_pointer(cprp, g_free);

@@ -196,11 +196,14 @@ qemuMigrationLocalIsCpr(virDomainObj *vm);
 char *
 qemuMigrationLocalCprPath(virDomainObj *vm);
 
+char *
+qemuMigrationLocalCprMainPath(virDomainObj *vm,
+                              bool uri);
+
 qemuMigrationLocalCpr *
 qemuMigrationLocalCprStart(virQEMUDriver *driver,
                            virDomainObj *vm,
                            virDomainObj *shadow,
-                           int *fd,
                            unsigned int flags,
                            unsigned long resource,
                            qemuMigrationParams *migParams);

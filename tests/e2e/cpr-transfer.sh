@@ -1,0 +1,131 @@
+#!/bin/bash
+# Local migration of a real guest whose RAM is a shared memfd
+# (<memoryBacking><source type='memfd'/><access mode='shared'/>), under the
+# built libvirt and the reference QEMU, pinged every 10 ms: virsh migrate
+# --live --local-backend-transfer --local-shared-memory runs QEMU 10.0's
+# cpr-transfer, the memfds and the TAPs (tap cpr=on) in the CPR state.
+# Checks:
+#   - the domain's process starts with -machine aux-ram-share=on and its
+#     tap with cpr=on;
+#   - the job sets mode cpr-transfer and runs migrate with the main and
+#     the CPR channel, the source sends less than RAM_BOUND_MIB of RAM, the
+#     new QEMU maps the very memfd (same inode) the old one mapped, the
+#     same TAP (ifindex) and no packet is lost, twice in a row;
+#   - without --local-backend-transfer the job is refused naming the
+#     interface (its tap with cpr=on would go in the CPR state anyway), the
+#     guest untouched;
+#   - a copy (--local) of the same guest still works, into a memfd of the
+#     new process's own.
+# TAP output.
+#
+# Env: as local-migrate.sh; RAM_BOUND_MIB (default 16).
+set -euo pipefail
+. "$(dirname "$0")/lib/common.sh"
+. "$LM_LIB_DIR/libvirt.sh"
+
+BOOT_TIMEOUT=${BOOT_TIMEOUT:-90}
+RAM_BOUND_MIB=${RAM_BOUND_MIB:-16}
+
+lv_reference_qemu
+QEMU=$QEMU_BIN
+[ -x "$QEMU" ] || tap_skip_all "$QEMU missing: run qemu/build.sh"
+
+lv_guest_test 23 cpr
+
+LV_NET_XML="
+      <backend transfer='on'/>"
+MEMFD_XML="  <memoryBacking>
+    <source type='memfd'/>
+    <access mode='shared'/>
+  </memoryBacking>"
+# the memory backing goes right after <memory>
+with_memory() { ADD=$1 awk '{ print } /^  <memory unit=/ { print ENVIRON["ADD"] }'; }
+lv_domain_xml "$dom" "$serial" | with_memory "$MEMFD_XML" >"$LM_TMP/$dom.xml"
+
+# memfd_of PID: "inode" of the guest RAM memfd QEMU PID maps shared
+memfd_of() {
+    awk '$2 ~ /^...s/ && $6 ~ /^\/memfd:memory-backend-memfd/ { print $5; exit }' "/proc/$1/maps" 2>/dev/null
+}
+mib() { awk -v b="$1" 'BEGIN { printf "%.2f", b / 1048576 }'; }
+ifindex_of() { ip -n "$LM_NS" -o link show "$1" | cut -d: -f1; }
+
+# migrate_cpr LABEL ARGS...: migrate_pinged with the QMP conversation
+# recorded, then: the cpr-transfer conversation, the RAM sent under the
+# bound, the same memfd, the same TAP and no loss.  5 points.
+migrate_cpr() {
+    local label=$1 ino0 conv ram tap0 if0
+    shift
+    ino0=$(memfd_of "$(lv_qemu_pid "$root" "$dom")")
+    tap0=$(lv_domain_tap "$root" "$dom"); if0=$(ifindex_of "$tap0")
+    LV_LOG_OUTPUTS="1:file:$LM_TMP/qmp.log 3:file:$root/libvirt.log" \
+    LV_LOG_FILTERS="1:qemu.qemu_monitor" \
+        migrate_pinged "$label" "$@"
+    if conv=$("$LM_LIB_DIR/qmplog" cpr "$LM_TMP/qmp.log"); then
+        tap_ok "$label: mode cpr-transfer, migrate with the main and the CPR channel"
+    else
+        tap_not_ok "$label: the cpr-transfer conversation"
+        tap_diag "$conv" "$("$LM_LIB_DIR/qmplog" show "$LM_TMP/qmp.log" | tail -n 30)"
+    fi
+    ram=$(sed -n 's/^ram=//p' <<<"$conv")
+    if [ -n "$ram" ] && [ "$ram" != None ] && [ "$ram" -lt $((RAM_BOUND_MIB * 1048576)) ]; then
+        tap_ok "$label: the source sent $(mib "$ram") MiB of RAM (guest: $GUEST_MEM_MIB MiB, bound $RAM_BOUND_MIB MiB)"
+    else
+        tap_not_ok "$label: the source sent less than $RAM_BOUND_MIB MiB of RAM (ram.transferred: $ram)"
+    fi
+    tap_expect "$label: the new QEMU maps the old one's memfd (inode)" "$ino0" "$(memfd_of "$pid1")"
+    if [ "$(lv_domain_tap "$root" "$dom")" = "$tap0" ] && [ "$(ifindex_of "$tap0")" = "$if0" ] &&
+       [ "$(stat_of lost_after_first_reply)" -eq 0 ]; then
+        tap_ok "$label: the same TAP $tap0 (ifindex $if0), no packet lost; largest ping gap $(stat_of max_gap_ms) ms"
+    else
+        tap_not_ok "$label: the same TAP and no packet lost ($tap0/$if0 -> $(lv_domain_tap "$root" "$dom"), lost $(stat_of lost_after_first_reply))"
+    fi
+    rm -f "$LM_TMP/qmp.log"
+}
+
+tap_check "define and start $dom on the reference QEMU, its RAM a shared memfd" \
+    lv_virsh "$root" "define $LM_TMP/$dom.xml; start $dom" || { show_logs; tap_bail "start failed"; }
+lm_wait_until "$BOOT_TIMEOUT" grep -q "$GUEST_READY_MARKER" "$serial" ||
+    tap_bail "guest did not boot"
+tap_check "guest answers pings" answers || tap_bail "no ping"
+pid=$(lv_qemu_pid "$root" "$dom")
+argv=$(tr '\0' ' ' <"/proc/$pid/cmdline")
+if grep -q 'aux-ram-share=on' <<<"$argv" && grep -q '"cpr":true' <<<"$argv" &&
+   [ -n "$(memfd_of "$pid")" ]; then
+    tap_ok "QEMU $pid maps its RAM from a shared memfd, -machine aux-ram-share=on, tap cpr=on"
+else
+    tap_not_ok "QEMU starts for cpr-transfer (memfd: $(memfd_of "$pid"))"
+    tap_diag "$argv"
+fi
+
+migrate_cpr "--local-backend-transfer --local-shared-memory" \
+    --live --local-backend-transfer --local-shared-memory "$dom"
+# the new process took its TAP as cpr=on: it hands it over the same way
+migrate_cpr "again" --live --local-backend-transfer --local-shared-memory "$dom"
+
+# --- without backend transfer: refused, the guest untouched ------------
+pid=$(lv_qemu_pid "$root" "$dom")
+if out=$(lv_virsh "$root" migrate --live --local-shared-memory "$dom" 2>&1); then
+    tap_not_ok "memfd memory without --local-backend-transfer refused (it succeeded)"
+elif grep -q "has a tap with cpr=on.*needs --local-backend-transfer" <<<"$out" &&
+     one_qemu && [ "$(lv_qemu_pid "$root" "$dom")" = "$pid" ] && answers; then
+    tap_ok "without backend transfer refused, guest untouched: $(tr '\n' ' ' <<<"$out" | sed 's/^error: //')"
+else
+    tap_not_ok "without backend transfer refused naming the interface, guest untouched"
+    tap_diag "$out"
+fi
+
+# --- a copy of the same guest: a memfd of its own ----------------------
+ino0=$(memfd_of "$pid")
+LV_LOG_OUTPUTS="1:file:$LM_TMP/qmp.log 3:file:$root/libvirt.log" \
+LV_LOG_FILTERS="1:qemu.qemu_monitor" \
+    migrate_pinged "--local-backend-transfer (copy)" --live --local-backend-transfer "$dom"
+ram=$("$LM_LIB_DIR/qmplog" ram "$LM_TMP/qmp.log" | sed 's/^ram=//')
+if [ "$ram" != None ] && [ "$ram" -ge $((RAM_BOUND_MIB * 1048576)) ] &&
+   [ -n "$(memfd_of "$pid1")" ] && [ "$(memfd_of "$pid1")" != "$ino0" ]; then
+    tap_ok "a copy sends $(mib "$ram") MiB of RAM into a memfd of the new process's own"
+else
+    tap_not_ok "a copy sends its RAM into a memfd of its own (ram.transferred $ram; memfd $ino0 -> $(memfd_of "$pid1"))"
+fi
+tap_check "the guest answers after all" answers
+
+lv_guest_end
