@@ -49,6 +49,9 @@ static virQEMUCaps *localmigCaps;
 /* the same binary exposing only the upstream generation */
 static GHashTable *upstreamSchema;
 static virQEMUCaps *upstreamCaps;
+/* the reference QEMU with every generation, CPR's included */
+static GHashTable *cprSchema;
+static virQEMUCaps *cprCaps;
 
 /* Each check either passes or fails with an error whose message contains
  * @error: the option, flag or device the user has to change. */
@@ -311,6 +314,7 @@ typedef struct {
     size_t nvhostfds;    /* vhost-net fds the new process opened */
     const char *netdev;  /* expected -netdev JSON */
     bool upstream;       /* the upstream generation, else v10 */
+    bool cpr;            /* the CPR generation */
 } testIncomingData;
 
 /* The new process's netdev for a TAP that arrives in the stream. */
@@ -329,9 +333,10 @@ testIncoming(const void *opaque)
         return -1;
     virObjectUnlock(vm);
     /* the new process runs the reference QEMU */
-    QEMU_DOMAIN_PRIVATE(vm)->qemuCaps = virObjectRef(data->upstream ? upstreamCaps : localmigCaps);
-    QEMU_DOMAIN_PRIVATE(vm)->localGeneration = data->upstream ?
-        QEMU_MIGRATION_LOCAL_GENERATION_LOCAL : QEMU_MIGRATION_LOCAL_GENERATION_V10;
+    QEMU_DOMAIN_PRIVATE(vm)->qemuCaps = virObjectRef(data->cpr ? cprCaps :
+                                                     data->upstream ? upstreamCaps : localmigCaps);
+    QEMU_DOMAIN_PRIVATE(vm)->localGeneration = data->cpr ? QEMU_MIGRATION_LOCAL_GENERATION_CPR :
+        data->upstream ? QEMU_MIGRATION_LOCAL_GENERATION_LOCAL : QEMU_MIGRATION_LOCAL_GENERATION_V10;
 
     net = vm->def->nets[0];
     net->info.alias = g_strdup("net0");
@@ -349,7 +354,8 @@ testIncoming(const void *opaque)
         return -1;
     qemuDomainNetworkPrivateClearFDs(netpriv);
 
-    return testCheckArguments(data->upstream ? upstreamSchema : localmigSchema,
+    return testCheckArguments(data->cpr ? cprSchema :
+                              data->upstream ? upstreamSchema : localmigSchema,
                               "netdev_add", props, data->netdev);
 }
 
@@ -820,6 +826,107 @@ testMemory(const void *opaque)
     }
     if (kind != data->kind) {
         VIR_TEST_VERBOSE("\nway %d, expected %d", kind, data->kind);
+        return -1;
+    }
+    return 0;
+}
+
+
+/* A new process of a cpr-transfer job: the second -incoming, on a socket
+ * of its own directory; none for a copy, a shared file, or a process
+ * that is not a local migration's. */
+static int
+testCprIncoming(const void *opaque G_GNUC_UNUSED)
+{
+    const testMemoryData memfd = { .backing = "<source type='memfd'/><access mode='shared'/>" };
+    const testMemoryData file = { .backing = "<source type='file'/><access mode='shared'/>" };
+    const char *expect =
+        "-incoming '{\"channel-type\":\"cpr\",\"addr\":{\"transport\":\"socket\","
+        "\"type\":\"unix\",\"path\":\"/var/lib/libvirt/qemu/domain-4-guest1/cpr.sock\"}}'";
+    struct {
+        const testMemoryData *mem;
+        bool shadow;
+        unsigned int flags;
+        const char *args;
+    } cases[] = {
+        { &memfd, true, VIR_MIGRATE_LOCAL | VIR_MIGRATE_LOCAL_SHARED_MEMORY, expect },
+        { &memfd, true, VIR_MIGRATE_LOCAL, "" },
+        { &memfd, false, VIR_MIGRATE_LOCAL | VIR_MIGRATE_LOCAL_SHARED_MEMORY, "" },
+        { &file, true, VIR_MIGRATE_LOCAL | VIR_MIGRATE_LOCAL_SHARED_MEMORY, "" },
+    };
+    size_t i;
+
+    for (i = 0; i < G_N_ELEMENTS(cases); i++) {
+        g_autoptr(virDomainObj) vm = NULL;
+        g_autoptr(virCommand) cmd = virCommandNew("qemu");
+        g_autofree char *args = NULL;
+        const char *actual;
+
+        if (!(vm = virDomainObjNew(driver.xmlopt)) ||
+            !(vm->def = testParseMemoryDef(cases[i].mem)))
+            return -1;
+        QEMU_DOMAIN_PRIVATE(vm)->localShadow = cases[i].shadow;
+        QEMU_DOMAIN_PRIVATE(vm)->libDir = g_strdup("/var/lib/libvirt/qemu/domain-4-guest1");
+        vm->job->apiFlags = cases[i].flags;
+
+        if (qemuMigrationLocalBuildIncoming(cmd, vm) < 0 ||
+            !(args = virCommandToString(cmd, false)))
+            return -1;
+        actual = args + strlen("qemu");
+        virSkipSpaces(&actual);
+        if (STRNEQ(actual, cases[i].args)) {
+            VIR_TEST_VERBOSE("\ncase %zu: '%s', expected '%s'", i, actual, cases[i].args);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+
+/* The source's side of a cpr-transfer: the mode (valid for the reference
+ * QEMU), then migrate with the main and the CPR channel, both UNIX
+ * sockets. libvirt's schema validator does not descend into a union
+ * inside a union (MigrationAddress's socket is a SocketAddress), so
+ * migrate is compared only; e2e-cpr-transfer runs it against QEMU. */
+static int
+testCprSource(const void *opaque G_GNUC_UNUSED)
+{
+    g_autoptr(virDomainObj) vm = NULL;
+    g_autoptr(qemuMonitorTest) test = NULL;
+    g_autoptr(virJSONValue) mode = NULL;
+    qemuMonitor *mon;
+    size_t id = 0;
+
+    if (!(vm = virDomainObjNew(driver.xmlopt)) ||
+        !(vm->def = testParseDef("")))
+        return -1;
+    vm->def->id = 1;
+    if (virJSONValueObjectAdd(&mode, "s:mode", "cpr-transfer", NULL) < 0 ||
+        testCheckArguments(cprSchema, "migrate-set-parameters", mode,
+                           "{\"mode\":\"cpr-transfer\"}") < 0)
+        return -1;
+    if (!(test = qemuMonitorTestNew(driver.xmlopt, vm, NULL, NULL))) {
+        VIR_TEST_VERBOSE("\nno test monitor: %s", virGetLastErrorMessage());
+        return -1;
+    }
+    /* the test monitor comes locked, as the monitor code wants it */
+    mon = qemuMonitorTestGetMonitor(test);
+
+    if (testExpect(test, &id, "migrate-set-parameters", "{\"mode\":\"cpr-transfer\"}",
+                   "the mode comes before migrate", "{\"return\":{}}") < 0 ||
+        testExpect(test, &id, "migrate",
+                   "{\"detach\":true,\"resume\":false,\"channels\":["
+                   "{\"channel-type\":\"main\",\"addr\":{\"transport\":\"socket\","
+                   "\"type\":\"unix\",\"path\":\"/run/new/migrate.sock\"}},"
+                   "{\"channel-type\":\"cpr\",\"addr\":{\"transport\":\"socket\","
+                   "\"type\":\"unix\",\"path\":\"/run/new/cpr.sock\"}}]}",
+                   "both channels", "{\"return\":{}}") < 0)
+        return -1;
+
+    if (qemuMonitorSetMigrationParams(mon, &mode) < 0 ||
+        qemuMonitorMigrateToSocketWithCpr(mon, 0, "/run/new/migrate.sock",
+                                          "/run/new/cpr.sock") < 0) {
+        VIR_TEST_VERBOSE("\n%s", virGetLastErrorMessage());
         return -1;
     }
     return 0;
@@ -1568,6 +1675,16 @@ mymain(void)
         ret = -1;
         goto cleanup;
     }
+    if (!(cprSchema = testQEMUSchemaLoad(abs_srcdir "/qemucapabilitiesdata/caps_10.0.13_x86_64+localmig-cpr.replies"))) {
+        ret = -1;
+        goto cleanup;
+    }
+    testAllowUnstable(cprSchema);
+    if (!(cprCaps = testQemuGetRealCaps("x86_64", "10.0.13", "+localmig-cpr",
+                                        capslatest, capscache, NULL, NULL))) {
+        ret = -1;
+        goto cleanup;
+    }
 
 #define DO_TEST_INCOMING(name, xml, nvhost, json) \
     do { \
@@ -1618,6 +1735,25 @@ mymain(void)
                         "{\"type\":\"tap\",\"incoming-fds\":true,\"script\":\"no\","
                         "\"downscript\":\"no\",\"queues\":2,"
                         "\"local-migration-supported\":true,\"id\":\"hostnet0\"}");
+
+    /* the CPR generation: the TAP is in the CPR state, no incoming-fds */
+#define DO_TEST_INCOMING_CPR(name, xml, json) \
+    do { \
+        const testIncomingData data = { .iface = (xml), .netdev = (json), \
+                                        .cpr = true }; \
+        if (virTestRun("incoming netdev cpr " name, testIncoming, &data) < 0) \
+            ret = -1; \
+    } while (0)
+    DO_TEST_INCOMING_CPR("single queue", TEST_INCOMING_IFACE(""),
+                         "{\"type\":\"tap\",\"script\":\"no\",\"downscript\":\"no\","
+                         "\"cpr\":true,\"id\":\"hostnet0\"}");
+    DO_TEST_INCOMING_CPR("multiqueue", TEST_INCOMING_IFACE("<driver queues='2'/>"),
+                         "{\"type\":\"tap\",\"script\":\"no\",\"downscript\":\"no\","
+                         "\"queues\":2,\"cpr\":true,\"id\":\"hostnet0\"}");
+    if (virTestRun("cpr: the new process's second -incoming", testCprIncoming, NULL) < 0)
+        ret = -1;
+    if (virTestRun("cpr: the source's mode and migrate", testCprSource, NULL) < 0)
+        ret = -1;
 
     if (virTestRun("incoming TAP without a chosen generation", testIncomingNoGeneration, NULL) < 0)
         ret = -1;
@@ -1759,6 +1895,8 @@ mymain(void)
     g_clear_pointer(&localmigSchema, g_hash_table_unref);
     g_clear_pointer(&upstreamCaps, virObjectUnref);
     g_clear_pointer(&upstreamSchema, g_hash_table_unref);
+    g_clear_pointer(&cprCaps, virObjectUnref);
+    g_clear_pointer(&cprSchema, g_hash_table_unref);
     qemuTestDriverFree(&driver);
     return ret == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }
