@@ -1097,7 +1097,7 @@ qemuMigrationLocalPerform(virQEMUDriver *driver,
     }
     if (virDomainObjIsActive(vm)) {
         if (memory == QEMU_MIGRATION_LOCAL_MEMORY_MEMFD)
-            qemuMigrationLocalCprReset(vm);
+            qemuMigrationLocalCprReset(vm, VIR_ASYNC_JOB_MIGRATION_OUT);
         qemuMigrationParamsReset(vm, VIR_ASYNC_JOB_MIGRATION_OUT,
                                  jobPriv->migParams, useFlags);
         qemuMigrationSrcRestoreDomainState(driver, vm);

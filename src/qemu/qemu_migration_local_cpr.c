@@ -182,16 +182,17 @@ qemuMigrationLocalCprWaitListen(qemuMigrationLocalCpr *cpr)
 }
 
 
-/* Sets the migration mode of the process of @vm (locked, in the job). */
+/* Sets the migration mode of the process of @vm (locked, in @asyncJob). */
 static int
 qemuMigrationLocalCprSetMode(virDomainObj *vm,
+                             virDomainAsyncJob asyncJob,
                              const char *mode)
 {
     g_autoptr(virJSONValue) params = NULL;
     int rc;
 
     if (virJSONValueObjectAdd(&params, "s:mode", mode, NULL) < 0 ||
-        qemuDomainObjEnterMonitorAsync(vm, VIR_ASYNC_JOB_MIGRATION_OUT) < 0)
+        qemuDomainObjEnterMonitorAsync(vm, asyncJob) < 0)
         return -1;
     rc = qemuMonitorSetMigrationParams(QEMU_DOMAIN_PRIVATE(vm)->mon, &params);
     qemuDomainObjExitMonitor(vm);
@@ -212,7 +213,8 @@ qemuMigrationLocalCprThread(void *opaque)
     virObjectLock(vm);
     qemuDomainObjStartJobPhase(vm, QEMU_MIGRATION_PHASE_PERFORM3);
     if (virDomainObjIsActive(vm) &&
-        qemuMigrationLocalCprSetMode(vm, "cpr-transfer") == 0) {
+        qemuMigrationLocalCprSetMode(vm, VIR_ASYNC_JOB_MIGRATION_OUT,
+                                     "cpr-transfer") == 0) {
         cpr->sent = true;
         cpr->rc = qemuMigrationSrcRunLocal(cpr->driver, vm, -1,
                                            cpr->mainPath, cpr->path,
@@ -324,16 +326,18 @@ qemuMigrationLocalCprJoin(qemuMigrationLocalCpr **cprp,
 }
 
 
-/* After a failed cpr-transfer from the process of @vm (locked, in the
- * job), which keeps running the guest: its later migrations copy. */
+/* After a failed cpr-transfer from the process of @vm (locked, in
+ * @asyncJob), which keeps running the guest: its later migrations copy,
+ * and QEMU refuses a migrate without a CPR channel in that mode. */
 void
-qemuMigrationLocalCprReset(virDomainObj *vm)
+qemuMigrationLocalCprReset(virDomainObj *vm,
+                           virDomainAsyncJob asyncJob)
 {
     virErrorPtr orig_err;
 
     virErrorPreserveLast(&orig_err);
     if (virDomainObjIsActive(vm) &&
-        qemuMigrationLocalCprSetMode(vm, "normal") < 0)
+        qemuMigrationLocalCprSetMode(vm, asyncJob, "normal") < 0)
         VIR_WARN("cannot reset the migration mode of '%s'", vm->def->name);
     virErrorRestore(&orig_err);
 }

@@ -290,8 +290,15 @@ qemuMigrationLocalRecover(virQEMUDriver *driver,
         qemuMigrationLocalRecoverParams(vm, local);
     g_clear_pointer(&jobPriv->local, qemuMigrationLocalFree);
 
-    if (!adopted)
+    if (!adopted) {
+        const char *why;
+
+        /* the old process keeps running: its later migrations copy */
+        if (job->apiFlags & VIR_MIGRATE_LOCAL_SHARED_MEMORY &&
+            qemuMigrationLocalMemoryOf(vm->def, &why) == QEMU_MIGRATION_LOCAL_MEMORY_MEMFD)
+            qemuMigrationLocalCprReset(vm, VIR_ASYNC_JOB_NONE);
         return 0;
+    }
 
     if (virDomainObjGetState(vm, NULL) == VIR_DOMAIN_PAUSED &&
         qemuProcessStartCPUs(driver, vm, VIR_DOMAIN_RUNNING_MIGRATED,

@@ -214,7 +214,8 @@ qemuMigrationLocalCprJoin(qemuMigrationLocalCpr **cprp,
                           bool cause);
 
 void
-qemuMigrationLocalCprReset(virDomainObj *vm);
+qemuMigrationLocalCprReset(virDomainObj *vm,
+                           virDomainAsyncJob asyncJob);
 
 int
 qemuMigrationLocalCheckCprNets(virDomainObj *vm,
