@@ -33,13 +33,14 @@ MODE_TITLE = {
     "upgrade": "upgrade 7.2 -> 10.0",
 }
 # the memory dimension's modes (run names MODE@SIZE), in table order
-MEMORY_MODES = ["raw-copy", "copy", "raw-shared", "shared", "raw-cpr"]
+MEMORY_MODES = ["raw-copy", "copy", "raw-shared", "shared", "raw-cpr", "cpr"]
 MEMORY_TITLE = {
     "raw-copy": "raw floor, copy",
     "copy": "libvirt copy",
     "raw-shared": "raw floor, x-ignore-shared",
     "shared": "libvirt --local-shared-memory",
     "raw-cpr": "raw floor, cpr-transfer",
+    "cpr": "libvirt --local-shared-memory, memfd (cpr-transfer)",
 }
 MEMORY_FIGURES = [
     ("wall_ms", "command wall time", "ms"),
@@ -458,35 +459,38 @@ def memory_rows(rows):
 
 
 def memory_targets(rows):
-    """The memory dimension's targets, read off the samples."""
+    """The memory dimension's targets, read off the samples, for each
+    family that shares memory (x-ignore-shared, cpr-transfer)."""
     lines = []
-    sizes = sorted({s for f, s in memory_runs(rows) if f == "shared"})
 
     def med(mode, key):
         st = stats(by_mode(rows, key).get(mode, []))
         return st[0] if st else None
 
-    if len(sizes) >= 2:
-        lo, hi = sizes[0], sizes[-1]
-        a, b = med("shared@%d" % lo, "wall_ms"), med("shared@%d" % hi, "wall_ms")
-        if a and b:
-            lines.append("shared wall time at %d MiB: %d ms, %.2fx its %d ms at %d MiB"
-                         " (target: within 1.3x)" % (hi, round(b), b / a, round(a), lo))
-        a, b = med("shared@%d" % lo, "total_ms"), med("shared@%d" % hi, "total_ms")
-        if a and b:
-            lines.append("shared QEMU total time at %d MiB: %d ms, %.2fx its %d ms at %d MiB"
-                         % (hi, round(b), b / a, round(a), lo))
-    for size in sizes:
-        st = stats(by_mode(rows, "mem_host_mib").get("shared@%d" % size, []))
-        if st:
-            lines.append("shared host memory peak above the guest at %d MiB: median %.1f,"
-                         " max %.1f MiB (target: under 64 MiB)" % (size, st[0], st[2]))
-    if sizes:
-        p_sh, p_cp = med("shared@%d" % sizes[0], "paused_ms"), med("copy@%d" % sizes[0], "paused_ms")
-        if p_sh is not None and p_cp is not None:
-            lines.append("shared guest pause at %d MiB: %.1f ms against copy's %.1f ms"
-                         " (target: no longer)" % (sizes[0], p_sh, p_cp))
-    for fam in ("copy", "shared"):
+    for sh in ("shared", "cpr"):
+        sizes = sorted({s for f, s in memory_runs(rows) if f == sh})
+        if len(sizes) >= 2:
+            lo, hi = sizes[0], sizes[-1]
+            a, b = med("%s@%d" % (sh, lo), "wall_ms"), med("%s@%d" % (sh, hi), "wall_ms")
+            if a and b:
+                lines.append("%s wall time at %d MiB: %d ms, %.2fx its %d ms at %d MiB"
+                             " (target: within 1.3x)" % (sh, hi, round(b), b / a, round(a), lo))
+            a, b = med("%s@%d" % (sh, lo), "total_ms"), med("%s@%d" % (sh, hi), "total_ms")
+            if a and b:
+                lines.append("%s QEMU total time at %d MiB: %d ms, %.2fx its %d ms at %d MiB"
+                             % (sh, hi, round(b), b / a, round(a), lo))
+        for size in sizes:
+            st = stats(by_mode(rows, "mem_host_mib").get("%s@%d" % (sh, size), []))
+            if st:
+                lines.append("%s host memory peak above the guest at %d MiB: median %.1f,"
+                             " max %.1f MiB (target: under 64 MiB)" % (sh, size, st[0], st[2]))
+        if sizes:
+            p_sh = med("%s@%d" % (sh, sizes[0]), "paused_ms")
+            p_cp = med("copy@%d" % sizes[0], "paused_ms")
+            if p_sh is not None and p_cp is not None:
+                lines.append("%s guest pause at %d MiB: %.1f ms against copy's %.1f ms"
+                             " (target: no longer)" % (sh, sizes[0], p_sh, p_cp))
+    for fam in ("copy", "shared", "cpr"):
         lost = [v for (f, s) in memory_runs(rows) if f == fam
                 for v in by_mode(rows, "lost").get("%s@%d" % (f, s), []) if v is not None]
         if lost:

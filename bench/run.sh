@@ -34,9 +34,11 @@
 #               gets the memfds and the TAP (tap cpr=on) in the CPR state
 #   shared      virsh migrate --live --local-backend-transfer
 #               --local-shared-memory
+#   cpr         the same on a guest whose RAM is a shared memfd: libvirt
+#               runs cpr-transfer (the memfds and the TAP in the CPR state)
 #
 # A memory mode's runs are named MODE@SIZE. BENCH_MEMORY_MODES (default
-# "raw-copy copy raw-shared shared raw-cpr", "" for none) chooses them.  Each run
+# "raw-copy copy raw-shared shared raw-cpr cpr", "" for none) chooses them.  Each run
 # keeps its raw samples in OUT/runs/NN-MODE/: ping.log (timestamped
 # replies), mem.log (bench/memwatch.py), meta (key=value: command start
 # and end, exit status, QEMU's figures, the raw floor's step times, the
@@ -68,7 +70,7 @@ SETTLE=${BENCH_SETTLE:-1}
 MAX_DOWNTIME=${BENCH_MAX_DOWNTIME:-10}
 read -r -a MODES <<<"${BENCH_MODES-raw classic bt upgrade}"
 read -r -a SIZES <<<"${BENCH_SIZES:-256 1024 4096}"
-read -r -a MEMORY_MODES <<<"${BENCH_MEMORY_MODES-raw-copy copy raw-shared shared raw-cpr}"
+read -r -a MEMORY_MODES <<<"${BENCH_MEMORY_MODES-raw-copy copy raw-shared shared raw-cpr cpr}"
 MEMORY_RUNS=${BENCH_MEMORY_RUNS:-3}
 DIRTY_PCT=${BENCH_DIRTY_PCT:-5}
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-90}
@@ -132,13 +134,16 @@ setup() {
 # dirty_mib SIZE: what the guest of SIZE MiB rewrites each second
 dirty_mib() { echo $(($1 * DIRTY_PCT / 100)); }
 
-# define_mem SIZE: the memory modes' guest with SIZE MiB of shared file RAM
+# define_mem SIZE [memfd]: the memory modes' guest with SIZE MiB of shared
+# file RAM, or of a shared memfd on the binary with the CPR generation
 define_mem() {
-    QEMU=$QEMU_BIN_V10 GUEST_MEM_MIB=$1 \
+    local src=file qemu=$QEMU_BIN_V10
+    [ "${2:-}" != memfd ] || { src=memfd; qemu=$QEMU_BIN; }
+    QEMU=$qemu GUEST_MEM_MIB=$1 \
         GUEST_CMDLINE="$GUEST_CMDLINE localmig.dirty=$(dirty_mib "$1")" LV_NET_XML="
       <backend transfer='on'/>" lv_domain_xml "$MEMDOM" "$SERIAL" |
-        awk '{ print } /^  <memory unit=/ {
-                 print "  <memoryBacking><source type=\x27file\x27/><access mode=\x27shared\x27/></memoryBacking>" }' \
+        SRC=$src awk '{ print } /^  <memory unit=/ {
+                 print "  <memoryBacking><source type=\x27" ENVIRON["SRC"] "\x27/><access mode=\x27shared\x27/></memoryBacking>" }' \
         >"$LM_TMP/$MEMDOM.xml"
     lv_virsh "$ROOT" "undefine $MEMDOM" >/dev/null 2>&1 || :
     lv_virsh "$ROOT" "define $LM_TMP/$MEMDOM.xml" >/dev/null || die "define $MEMDOM"
@@ -343,6 +348,7 @@ measure() {
         raw|raw-copy|raw-shared|raw-cpr) boot_raw ;;
         classic|bt) boot_lv "$DOM" ;;
         copy|shared) define_mem "$size"; boot_lv "$MEMDOM" ;;
+        cpr) define_mem "$size" memfd; boot_lv "$MEMDOM" ;;
         upgrade)
             boot_lv "$UPDOM"
             # the new definition: the running one on the reference QEMU
@@ -364,7 +370,7 @@ measure() {
     case $fam in
         classic|bt) set_downtime "$DOM" ;;
         upgrade) set_downtime "$UPDOM" ;;
-        copy|shared) set_downtime "$MEMDOM" ;;
+        copy|shared|cpr) set_downtime "$MEMDOM" ;;
     esac
 
     lm_nsexec "$LM_PINGSTAT" start "$RUN_DIR/ping.log" "$GUEST_IP" "$INTERVAL" >/dev/null
@@ -379,7 +385,7 @@ measure() {
     case $fam in
         raw*) KEPT_TAP=$RAW_TAP ;;
         bt) KEPT_TAP=$(lv_domain_tap "$ROOT" "$DOM") ;;
-        copy|shared) KEPT_TAP=$(lv_domain_tap "$ROOT" "$MEMDOM") ;;
+        copy|shared|cpr) KEPT_TAP=$(lv_domain_tap "$ROOT" "$MEMDOM") ;;
         *) KEPT_TAP= ;;
     esac
     [ -z "$KEPT_TAP" ] || kv tap_drops_before "$(tap_drops "$KEPT_TAP")"
@@ -396,7 +402,7 @@ measure() {
         bt) migrate_lv "$DOM" --local-backend-transfer || rc=$? ;;
         upgrade) migrate_lv "$UPDOM" --local --xml "$RUN_DIR/new.xml" || rc=$? ;;
         copy) migrate_lv "$MEMDOM" --local-backend-transfer || rc=$? ;;
-        shared) migrate_lv "$MEMDOM" --local-backend-transfer --local-shared-memory || rc=$? ;;
+        shared|cpr) migrate_lv "$MEMDOM" --local-backend-transfer --local-shared-memory || rc=$? ;;
     esac
     t1=$(lm_now)
 
@@ -417,7 +423,7 @@ measure() {
         raw*) stop_raw ;;
         classic|bt) stop_lv "$DOM" ;;
         upgrade) stop_lv "$UPDOM" ;;
-        copy|shared) stop_lv "$MEMDOM" ;;
+        copy|shared|cpr) stop_lv "$MEMDOM" ;;
     esac
 }
 

@@ -13,7 +13,7 @@ top=${LOCALMIG_TOP:-$(cd "$(dirname "$0")/../.." && pwd)}
 scratch=$(mktemp -d)
 lm_defer rm -rf "$scratch"
 
-tap_plan 22
+tap_plan 24
 
 # Three libvirt runs (bt) and one raw run.  Ping replies every 10 ms from
 # T-1 s to T+1 s (T = command start); the replies between the source's
@@ -153,6 +153,18 @@ with open(os.path.join(d, "meta"), "w") as f:
             "t_cmd_end=%.6f\nrc=0\n" % (t0, t0 + 0.16))
 ping_log(os.path.join(d, "ping.log"), t0, 0.1, 0.1)
 mem_log(os.path.join(d, "mem.log"), t0, 1024 * 28, 1024)
+
+# libvirt's cpr-transfer of a memfd guest: 256 MiB (wall 250 ms, host
+# peak 18 MiB) and 4096 MiB (wall 300 ms, host peak 25 MiB).
+for n, size, wall, peak in ((9, 256, 0.250, 18), (10, 4096, 0.300, 25)):
+    d = os.path.join(out, "runs", "%02d-cpr@%d" % (n, size))
+    os.makedirs(d)
+    t0 = T + 1000 * n
+    with open(os.path.join(d, "meta"), "w") as f:
+        f.write("mode=cpr@%d\niteration=1\nram_mib=%d\nt_cmd_start=%.6f\n"
+                "t_cmd_end=%.6f\nrc=0\n" % (size, size, t0, t0 + wall))
+    ping_log(os.path.join(d, "ping.log"), t0, 0.1, 0.1)
+    mem_log(os.path.join(d, "mem.log"), t0, 1024 * peak, 1024)
 PY
 
 out=$(/usr/bin/python3 "$top/bench/report.py" --no-plot "$scratch" 2>&1)
@@ -217,3 +229,9 @@ tap_expect "memory table: the raw floor of cpr-transfer, its pause from QEMU's S
 tap_expect "raw floor of cpr-transfer: the new process's wait for the CPR state counts as its start" \
     "20.0 5.0 69.0" \
     "$(for p in process probe migration; do val 08-raw-cpr@256 "phase_${p}_ms"; done | tr '\n' ' ' | sed 's/ $//')"
+tap_expect "memory table: libvirt's cpr-transfer, a line per size" \
+    "libvirt --local-shared-memory, memfd (cpr-transfer) 4096 1/1 300 (300-300) - - 10 (10-10) 0 (0-0) - 25.0 (25.0-25.0)" \
+    "$(row 'libvirt --local-shared-memory, memfd (cpr-transfer) *4096')"
+tap_expect "memory target: cpr's time at the largest size against the smallest, apart from shared's" \
+    "target: cpr wall time at 4096 MiB: 300 ms, 1.20x its 250 ms at 256 MiB (target: within 1.3x)" \
+    "$(row 'target: cpr wall time')"
