@@ -451,7 +451,7 @@ qemuMigrationLocalFormatTook(virBuffer *buf,
 {
     if (generation == QEMU_MIGRATION_LOCAL_GENERATION_NONE)
         return;
-    virBufferAsprintf(buf, "<localMigrationTook generation='%s'/>\n",
+    virBufferAsprintf(buf, "<handedOverTaps generation='%s'/>\n",
                       qemuMigrationLocalGenerationTypeToString(generation));
 }
 
@@ -460,7 +460,7 @@ int
 qemuMigrationLocalParseTook(xmlXPathContextPtr ctxt,
                             int *generation)
 {
-    xmlNodePtr node = virXPathNode("./localMigrationTook", ctxt);
+    xmlNodePtr node = virXPathNode("./handedOverTaps", ctxt);
     qemuMigrationLocalGeneration took = QEMU_MIGRATION_LOCAL_GENERATION_NONE;
 
     if (node &&

@@ -330,7 +330,7 @@ fault_case() {
     out="$(ls "$LH_RUN/qemu/" | grep -v '^driver\.pid$' | grep -c '\.pid$') pidfile(s)"
     out+=", $(ls -d "$LH_LIB/qemu/domain-"* 2>/dev/null | wc -l) per-process dir(s)"
     out+=", $(ls -d "$(cgroup_dir /machine)"/qemu-*"$dom"* 2>/dev/null | wc -l) cgroup(s)"
-    out+=", $(grep -c '<localMigration' "$LH_RUN/qemu/$dom.xml" || :) job state(s)"
+    out+=", $(grep -c '<localMigration ' "$LH_RUN/qemu/$dom.xml" || :) job state(s)"
     want_out="1 pidfile(s), 1 per-process dir(s), 1 cgroup(s), 0 job state(s)"
     if [ "$MEMORY" = shared ]; then
         out+="; RAM: $(ram_state "$want" "$ino0")"
