@@ -142,9 +142,7 @@ define_mem() {
     QEMU=$qemu GUEST_MEM_MIB=$1 \
         GUEST_CMDLINE="$GUEST_CMDLINE localmig.dirty=$(dirty_mib "$1")" LV_NET_XML="
       <backend transfer='on'/>" lv_domain_xml "$MEMDOM" "$SERIAL" |
-        SRC=$src awk '{ print } /^  <memory unit=/ {
-                 print "  <memoryBacking><source type=\x27" ENVIRON["SRC"] "\x27/><access mode=\x27shared\x27/></memoryBacking>" }' \
-        >"$LM_TMP/$MEMDOM.xml"
+        lv_shared_memory "$src" >"$LM_TMP/$MEMDOM.xml"
     lv_virsh "$ROOT" "undefine $MEMDOM" >/dev/null 2>&1 || :
     lv_virsh "$ROOT" "define $LM_TMP/$MEMDOM.xml" >/dev/null || die "define $MEMDOM"
 }

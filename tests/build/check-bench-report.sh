@@ -128,15 +128,20 @@ with open(os.path.join(d, "meta"), "w") as f:
     f.write("mode=raw-shared@256\niteration=1\nram_mib=256\nstatus=completed\n"
             "transferred=1048576\nt_cmd_start=%.6f\nt_cmd_end=%.6f\nrc=0\n" % (t0, t0 + 0.2))
 mem_log(os.path.join(d, "mem.log"), t0, 1024 * 5, 1024)
-for n, size, wall, peak in ((6, 256, 0.300, 20), (7, 4096, 0.390, 30)):
-    d = os.path.join(out, "runs", "0%d-shared@%d" % (n, size))
+def memory_run(n, fam, size, wall, peak):
+    """A libvirt run of the memory dimension: wall time, host peak (MiB)."""
+    d = os.path.join(out, "runs", "%02d-%s@%d" % (n, fam, size))
     os.makedirs(d)
     t0 = T + 1000 * n
     with open(os.path.join(d, "meta"), "w") as f:
-        f.write("mode=shared@%d\niteration=1\nram_mib=%d\nt_cmd_start=%.6f\n"
-                "t_cmd_end=%.6f\nrc=0\n" % (size, size, t0, t0 + wall))
+        f.write("mode=%s@%d\niteration=1\nram_mib=%d\nt_cmd_start=%.6f\n"
+                "t_cmd_end=%.6f\nrc=0\n" % (fam, size, size, t0, t0 + wall))
     ping_log(os.path.join(d, "ping.log"), t0, 0.1, 0.1)
     mem_log(os.path.join(d, "mem.log"), t0, 1024 * peak, 1024)
+
+
+memory_run(6, "shared", 256, 0.300, 20)
+memory_run(7, "shared", 4096, 0.390, 30)
 
 # The raw floor of cpr-transfer at 256 MiB: its destination's QMP answers
 # after the migrate (t_monitor), guest stopped 6 ms, 0.2 MiB sent, host
@@ -156,15 +161,8 @@ mem_log(os.path.join(d, "mem.log"), t0, 1024 * 28, 1024)
 
 # libvirt's cpr-transfer of a memfd guest: 256 MiB (wall 250 ms, host
 # peak 18 MiB) and 4096 MiB (wall 300 ms, host peak 25 MiB).
-for n, size, wall, peak in ((9, 256, 0.250, 18), (10, 4096, 0.300, 25)):
-    d = os.path.join(out, "runs", "%02d-cpr@%d" % (n, size))
-    os.makedirs(d)
-    t0 = T + 1000 * n
-    with open(os.path.join(d, "meta"), "w") as f:
-        f.write("mode=cpr@%d\niteration=1\nram_mib=%d\nt_cmd_start=%.6f\n"
-                "t_cmd_end=%.6f\nrc=0\n" % (size, size, t0, t0 + wall))
-    ping_log(os.path.join(d, "ping.log"), t0, 0.1, 0.1)
-    mem_log(os.path.join(d, "mem.log"), t0, 1024 * peak, 1024)
+memory_run(9, "cpr", 256, 0.250, 18)
+memory_run(10, "cpr", 4096, 0.300, 25)
 PY
 
 out=$(/usr/bin/python3 "$top/bench/report.py" --no-plot "$scratch" 2>&1)

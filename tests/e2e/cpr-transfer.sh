@@ -34,19 +34,12 @@ lv_guest_test 23 cpr
 
 LV_NET_XML="
       <backend transfer='on'/>"
-MEMFD_XML="  <memoryBacking>
-    <source type='memfd'/>
-    <access mode='shared'/>
-  </memoryBacking>"
-# the memory backing goes right after <memory>
-with_memory() { ADD=$1 awk '{ print } /^  <memory unit=/ { print ENVIRON["ADD"] }'; }
-lv_domain_xml "$dom" "$serial" | with_memory "$MEMFD_XML" >"$LM_TMP/$dom.xml"
+lv_domain_xml "$dom" "$serial" | lv_shared_memory memfd >"$LM_TMP/$dom.xml"
 
 # memfd_of PID: "inode" of the guest RAM memfd QEMU PID maps shared
 memfd_of() {
     awk '$2 ~ /^...s/ && $6 ~ /^\/memfd:memory-backend-memfd/ { print $5; exit }' "/proc/$1/maps" 2>/dev/null
 }
-mib() { awk -v b="$1" 'BEGIN { printf "%.2f", b / 1048576 }'; }
 ifindex_of() { ip -n "$LM_NS" -o link show "$1" | cut -d: -f1; }
 
 # migrate_cpr LABEL ARGS...: migrate_pinged with the QMP conversation
@@ -68,7 +61,7 @@ migrate_cpr() {
     fi
     ram=$(sed -n 's/^ram=//p' <<<"$conv")
     if [ -n "$ram" ] && [ "$ram" != None ] && [ "$ram" -lt $((RAM_BOUND_MIB * 1048576)) ]; then
-        tap_ok "$label: the source sent $(mib "$ram") MiB of RAM (guest: $GUEST_MEM_MIB MiB, bound $RAM_BOUND_MIB MiB)"
+        tap_ok "$label: the source sent $(lv_mib "$ram") MiB of RAM (guest: $GUEST_MEM_MIB MiB, bound $RAM_BOUND_MIB MiB)"
     else
         tap_not_ok "$label: the source sent less than $RAM_BOUND_MIB MiB of RAM (ram.transferred: $ram)"
     fi
@@ -122,7 +115,7 @@ LV_LOG_FILTERS="1:qemu.qemu_monitor" \
 ram=$("$LM_LIB_DIR/qmplog" ram "$LM_TMP/qmp.log" | sed 's/^ram=//')
 if [ "$ram" != None ] && [ "$ram" -ge $((RAM_BOUND_MIB * 1048576)) ] &&
    [ -n "$(memfd_of "$pid1")" ] && [ "$(memfd_of "$pid1")" != "$ino0" ]; then
-    tap_ok "a copy sends $(mib "$ram") MiB of RAM into a memfd of the new process's own"
+    tap_ok "a copy sends $(lv_mib "$ram") MiB of RAM into a memfd of the new process's own"
 else
     tap_not_ok "a copy sends its RAM into a memfd of its own (ram.transferred $ram; memfd $ino0 -> $(memfd_of "$pid1"))"
 fi

@@ -37,13 +37,7 @@ lv_guest_test 30 shm
 
 LV_NET_XML="
       <backend transfer='on'/>"
-SHARED_XML="  <memoryBacking>
-    <source type='file'/>
-    <access mode='shared'/>
-  </memoryBacking>"
-# the memory backing goes right after <memory>
-with_memory() { ADD=$1 awk '{ print } /^  <memory unit=/ { print ENVIRON["ADD"] }'; }
-lv_domain_xml "$dom" "$serial" | with_memory "$SHARED_XML" >"$LM_TMP/$dom.xml"
+lv_domain_xml "$dom" "$serial" | lv_shared_memory file >"$LM_TMP/$dom.xml"
 
 # ram_maps PID: "inode path" of each RAM file QEMU PID maps shared, a
 # line each ("(deleted)" kept: such a file no other process can open)
@@ -54,7 +48,6 @@ ram_maps() {
 # ram_files: the RAM files under the driver's memory directory
 ram_files() { find "$root" -name pc.ram -type f 2>/dev/null | sort; }
 inode_of() { stat -c %i "$1"; }
-mib() { awk -v b="$1" 'BEGIN { printf "%.2f", b / 1048576 }'; }
 
 # migrate_shared LABEL ARGS...: migrate_pinged with the QMP conversation
 # recorded, then: x-ignore-shared on both sides, the RAM sent under the
@@ -75,7 +68,7 @@ migrate_shared() {
     fi
     ram=$(sed -n 's/^ram=//p' <<<"$conv")
     if [ -n "$ram" ] && [ "$ram" != None ] && [ "$ram" -lt $((RAM_BOUND_MIB * 1048576)) ]; then
-        tap_ok "$label: the source sent $(mib "$ram") MiB of RAM (guest: $GUEST_MEM_MIB MiB, bound $RAM_BOUND_MIB MiB)"
+        tap_ok "$label: the source sent $(lv_mib "$ram") MiB of RAM (guest: $GUEST_MEM_MIB MiB, bound $RAM_BOUND_MIB MiB)"
     else
         tap_not_ok "$label: the source sent less than $RAM_BOUND_MIB MiB of RAM (ram.transferred: $ram)"
     fi
@@ -131,7 +124,7 @@ file1=$(ram_files)
 if [ "$ram" != None ] && [ "$ram" -ge $((RAM_BOUND_MIB * 1048576)) ] &&
    [ "$(wc -l <<<"$file1")" = 1 ] && [ "$file1" != "$file0" ] &&
    [ "$(ram_maps "$pid1")" = "$(inode_of "$file1") $file1" ]; then
-    tap_ok "a copy sends $(mib "$ram") MiB of RAM into a file of the new process's own ($file1); the old one's went with it"
+    tap_ok "a copy sends $(lv_mib "$ram") MiB of RAM into a file of the new process's own ($file1); the old one's went with it"
 else
     tap_not_ok "a copy sends its RAM into a file of its own (ram.transferred $ram; files: $(tr '\n' ' ' <<<"$file1"))"
 fi
@@ -154,7 +147,7 @@ fi
 # --- Debian 12's QEMU 7.2: x-ignore-shared is there -------------------
 : >"$serial"
 QEMU=$STOCK_QEMU LV_NET_XML= lv_domain_xml "$dom" "$serial" |
-    with_memory "$SHARED_XML" >"$LM_TMP/stock.xml"
+    lv_shared_memory file >"$LM_TMP/stock.xml"
 pid=$(lv_qemu_pid "$root" "$dom")
 if lv_destroy "$root" "$dom" >/dev/null && lm_wait_until 10 lm_pid_gone "$pid" &&
    lv_virsh "$root" "undefine $dom; define $LM_TMP/stock.xml; start $dom" >/dev/null &&

@@ -250,6 +250,17 @@ lv_guest_test() {
     lv_domain_xml "$dom" "$serial" >"$LM_TMP/$dom.xml"
 }
 
+# lv_shared_memory SOURCE: the domain XML on stdin, its memory shared and
+# backed by SOURCE (file, memfd): a <memoryBacking> right after <memory>
+lv_shared_memory() {
+    SRC=$1 awk '{ print } /^  <memory unit=/ {
+        print "  <memoryBacking>\n    <source type=\x27" ENVIRON["SRC"] "\x27/>"
+        print "    <access mode=\x27shared\x27/>\n  </memoryBacking>" }'
+}
+
+# lv_mib BYTES: in MiB, two decimals
+lv_mib() { awk -v b="$1" 'BEGIN { printf "%.2f", b / 1048576 }'; }
+
 # --- the guest under test (globals: root, dom, LM_TMP, GUEST_IP) ---------
 
 show_logs() {
