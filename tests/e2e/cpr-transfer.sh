@@ -36,10 +36,6 @@ LV_NET_XML="
       <backend transfer='on'/>"
 lv_domain_xml "$dom" "$serial" | lv_shared_memory memfd >"$LM_TMP/$dom.xml"
 
-# memfd_of PID: "inode" of the guest RAM memfd QEMU PID maps shared
-memfd_of() {
-    awk '$2 ~ /^...s/ && $6 ~ /^\/memfd:memory-backend-memfd/ { print $5; exit }' "/proc/$1/maps" 2>/dev/null
-}
 ifindex_of() { ip -n "$LM_NS" -o link show "$1" | cut -d: -f1; }
 
 # migrate_cpr LABEL ARGS...: migrate_pinged with the QMP conversation
@@ -48,7 +44,7 @@ ifindex_of() { ip -n "$LM_NS" -o link show "$1" | cut -d: -f1; }
 migrate_cpr() {
     local label=$1 ino0 conv ram tap0 if0
     shift
-    ino0=$(memfd_of "$(lv_qemu_pid "$root" "$dom")")
+    ino0=$(lv_memfd_of "$(lv_qemu_pid "$root" "$dom")")
     tap0=$(lv_domain_tap "$root" "$dom"); if0=$(ifindex_of "$tap0")
     LV_LOG_OUTPUTS="1:file:$LM_TMP/qmp.log 3:file:$root/libvirt.log" \
     LV_LOG_FILTERS="1:qemu.qemu_monitor" \
@@ -65,7 +61,7 @@ migrate_cpr() {
     else
         tap_not_ok "$label: the source sent less than $RAM_BOUND_MIB MiB of RAM (ram.transferred: $ram)"
     fi
-    tap_expect "$label: the new QEMU maps the old one's memfd (inode)" "$ino0" "$(memfd_of "$pid1")"
+    tap_expect "$label: the new QEMU maps the old one's memfd (inode)" "$ino0" "$(lv_memfd_of "$pid1")"
     if [ "$(lv_domain_tap "$root" "$dom")" = "$tap0" ] && [ "$(ifindex_of "$tap0")" = "$if0" ] &&
        [ "$(stat_of lost_after_first_reply)" -eq 0 ]; then
         tap_ok "$label: the same TAP $tap0 (ifindex $if0), no packet lost; largest ping gap $(stat_of max_gap_ms) ms"
@@ -83,10 +79,10 @@ tap_check "guest answers pings" answers || tap_bail "no ping"
 pid=$(lv_qemu_pid "$root" "$dom")
 argv=$(tr '\0' ' ' <"/proc/$pid/cmdline")
 if grep -q 'aux-ram-share=on' <<<"$argv" && grep -q '"cpr":true' <<<"$argv" &&
-   [ -n "$(memfd_of "$pid")" ]; then
+   [ -n "$(lv_memfd_of "$pid")" ]; then
     tap_ok "QEMU $pid maps its RAM from a shared memfd, -machine aux-ram-share=on, tap cpr=on"
 else
-    tap_not_ok "QEMU starts for cpr-transfer (memfd: $(memfd_of "$pid"))"
+    tap_not_ok "QEMU starts for cpr-transfer (memfd: $(lv_memfd_of "$pid"))"
     tap_diag "$argv"
 fi
 
@@ -108,16 +104,16 @@ else
 fi
 
 # --- a copy of the same guest: a memfd of its own ----------------------
-ino0=$(memfd_of "$pid")
+ino0=$(lv_memfd_of "$pid")
 LV_LOG_OUTPUTS="1:file:$LM_TMP/qmp.log 3:file:$root/libvirt.log" \
 LV_LOG_FILTERS="1:qemu.qemu_monitor" \
     migrate_pinged "--local-backend-transfer (copy)" --live --local-backend-transfer "$dom"
 ram=$("$LM_LIB_DIR/qmplog" ram "$LM_TMP/qmp.log" | sed 's/^ram=//')
 if [ "$ram" != None ] && [ "$ram" -ge $((RAM_BOUND_MIB * 1048576)) ] &&
-   [ -n "$(memfd_of "$pid1")" ] && [ "$(memfd_of "$pid1")" != "$ino0" ]; then
+   [ -n "$(lv_memfd_of "$pid1")" ] && [ "$(lv_memfd_of "$pid1")" != "$ino0" ]; then
     tap_ok "a copy sends $(lv_mib "$ram") MiB of RAM into a memfd of the new process's own"
 else
-    tap_not_ok "a copy sends its RAM into a memfd of its own (ram.transferred $ram; memfd $ino0 -> $(memfd_of "$pid1"))"
+    tap_not_ok "a copy sends its RAM into a memfd of its own (ram.transferred $ram; memfd $ino0 -> $(lv_memfd_of "$pid1"))"
 fi
 tap_check "the guest answers after all" answers
 

@@ -6,7 +6,12 @@
 # `virsh migrate --live --local` moves the guest onto it with the emulator
 # path unchanged, while --local-backend-transfer is refused (neither binary
 # has it; the running one is judged by what it started with, not by a
-# probe of the file that replaced it). The 7.2 packages are put back at the
+# probe of the file that replaced it). Then a guest whose RAM is a shared
+# memfd, started on the stock 10.0, moves by `--local --local-shared-memory`
+# in QEMU's cpr-transfer with classic TAPs (stock QEMU has no tap cpr=on):
+# its RAM is not copied (the completed job's memory_processed stays under
+# RAM_BOUND_MIB), the new process maps the same memfd, and the host-mode
+# checks of the realistic guest hold. The 7.2 packages are put back at the
 # end, whatever happens, so that the rest of the suite keeps them.
 #
 # Needs Debian's archive (bookworm-backports, as build-aux/apt-sources.sh
@@ -17,6 +22,7 @@ set -euo pipefail
 . "$LM_LIB_DIR/hostguest.sh"
 
 QEMU_BIN=/usr/bin/qemu-system-x86_64
+RAM_BOUND_MIB=${RAM_BOUND_MIB:-16}
 # the packages an upgrade of qemu-system-x86 replaces (qemu-utils: the
 # image tools come along from the same source)
 PKGS="qemu-system-x86 qemu-system-common qemu-system-data qemu-utils"
@@ -46,7 +52,7 @@ restore_packages() {
     apt_q install --allow-downgrades "${installed[@]}"
 }
 
-tap_plan 28
+tap_plan 51
 
 host_guest_setup upgrade
 version0=$(qemu_version)
@@ -91,6 +97,32 @@ else
     tap_not_ok "#1: the guest runs on the upgraded QEMU at $QEMU_BIN"
     tap_diag "$(lh_virsh qemu-monitor-command "$dom" '{"execute":"query-version"}' 2>&1)"
 fi
+end_domain
+
+# --- cpr-transfer on the stock 10.0: a guest on a shared memfd ---------
+boot_domain "lm-upgrade-memfd-$$" "$QEMU_BIN" lv_shared_memory memfd
+cgroup0=$(cgroup_of "$pid")
+ino0=$(lv_memfd_of "$pid")
+argv=$(tr '\0' ' ' <"/proc/$pid/cmdline")
+if [ -n "$ino0" ] && grep -q 'aux-ram-share=on' <<<"$argv" &&
+   ! grep -q '"cpr":true' <<<"$argv"; then
+    tap_ok "$dom: QEMU $(qemu_version) maps its RAM from a shared memfd, -machine aux-ram-share=on, classic taps"
+else
+    tap_not_ok "$dom: QEMU starts for cpr-transfer (memfd '$ino0')"
+    tap_diag "$argv"
+fi
+migrate_job "#2 migrate --live --local --local-shared-memory (cpr-transfer)" : \
+    --live --local --local-shared-memory "$dom"
+after_migration "#2"
+stats=$(lh_virsh domjobinfo --completed --rawstats "$dom" 2>&1 || :)
+ram=$(sed -n 's/^memory_processed: //p' <<<"$stats")
+if [ -n "$ram" ] && [ "$ram" -lt $((RAM_BOUND_MIB * 1048576)) ]; then
+    tap_ok "#2: the completed job processed $(lv_mib "$ram") MiB of RAM (bound $RAM_BOUND_MIB MiB)"
+else
+    tap_not_ok "#2: the RAM is not copied (memory_processed '$ram', bound $RAM_BOUND_MIB MiB)"
+    tap_diag "$stats"
+fi
+tap_expect "#2: the new QEMU maps the old one's memfd (inode)" "$ino0" "$(lv_memfd_of "$pid1")"
 end_domain
 
 if restore_packages && [ "$(qemu_version)" = "$version0" ]; then

@@ -6,8 +6,10 @@
 #
 #   host_guest_setup TAG           guest image, scratch dir, namespace with
 #                                  br0 and br1, the daemons; 2 points
-#   boot_domain NAME EMULATOR      define and start (sets dom, disk, log,
-#                                  pid, devices0, tune0); 4 points
+#   boot_domain NAME EMULATOR [FILTER...]
+#                                  define and start (sets dom, disk, log,
+#                                  pid, devices0, tune0), the XML through
+#                                  FILTER (a command) if given; 4 points
 #   migrate_job LABEL FAULT ARGS... `virsh migrate ARGS` under ping of both
 #                                  NICs, FAULT (or :) once the new QEMU
 #                                  exists; 2 points (sets pid0, pid1)
@@ -79,18 +81,21 @@ qemu_of_dom() {
     done
 }
 
-# boot_domain NAME EMULATOR: define and start the realistic guest
+# boot_domain NAME EMULATOR [FILTER...]: define and start the realistic
+# guest, its XML through FILTER (e.g. lv_shared_memory memfd)
 boot_domain() {
-    local name=$1 imgdir
+    local name=$1 emulator=$2 imgdir
+    shift 2
+    [ $# -gt 0 ] || set -- cat
     dom=$name
     imgdir=$LM_TMP/img-$name
     mkdir -m 0711 "$imgdir"
     disk=$(rg_disk_make "$imgdir")
     log=$LM_TMP/$name.console
-    QEMU=$2 rg_domain_xml "$name" "$log" "$disk" |
-        awk -v tune="$TUNE_XML" '/^  <devices>/ { print tune } { print }' \
-        >"$LM_TMP/$name.xml"
-    tap_check "define and start $name on $2" \
+    QEMU=$emulator rg_domain_xml "$name" "$log" "$disk" |
+        awk -v tune="$TUNE_XML" '/^  <devices>/ { print tune } { print }' |
+        "$@" >"$LM_TMP/$name.xml"
+    tap_check "define and start $name on $emulator" \
         lh_virsh "define $LM_TMP/$name.xml; start $name" || {
             tail -n 5 "$LH_LOG/virtqemud.log" >&2; tap_bail "start failed"; }
     lm_wait_until "$BOOT_TIMEOUT" grep -q "$GUEST_READY_MARKER" "$log" ||

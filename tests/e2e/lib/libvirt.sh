@@ -258,6 +258,11 @@ lv_shared_memory() {
         print "    <access mode=\x27shared\x27/>\n  </memoryBacking>" }'
 }
 
+# lv_memfd_of PID: "inode" of the guest RAM memfd QEMU PID maps shared
+lv_memfd_of() {
+    awk '$2 ~ /^...s/ && $6 ~ /^\/memfd:memory-backend-memfd/ { print $5; exit }' "/proc/$1/maps" 2>/dev/null || :
+}
+
 # lv_mib BYTES: in MiB, two decimals
 lv_mib() { awk -v b="$1" 'BEGIN { printf "%.2f", b / 1048576 }'; }
 
