@@ -24,7 +24,7 @@
 # every acknowledged disk write is in the image; nothing is left. The
 # outcomes are the table in docs/localmig-faults.rst. TAP output.
 #
-# Usage: fault-matrix.sh [shared]
+# Usage: fault-matrix.sh [shared|cpr]
 #   shared: the guest's RAM is a shared file and every job adds
 #     --local-shared-memory; after each fault the running QEMU maps the
 #     file the guest ran on before the job (same inode), the only one, and
@@ -32,6 +32,16 @@
 #     short to hold, so the cases of points stream and rollback are left
 #     out, and, unless FM_ONLY says otherwise, one case per fault and
 #     phase runs (SHARED_CASES).
+#   cpr: the guest's RAM is a shared memfd, every job adds
+#     --local-shared-memory and runs in cpr-transfer; net0's tap has
+#     cpr=on, so every job hands it over (a classic job is refused:
+#     cpr-transfer.sh), and each case runs with backend transfer, once per
+#     fault and phase, stream and rollback left out as for shared. After
+#     each fault the running QEMU maps the memfd of before (same inode).
+#     With no RAM to send, the source completes as soon as the new process
+#     takes the main stream: held in migrate, the guest is paused already,
+#     as in switchover, and a domjobabort there comes too late (new); a
+#     paused guest cannot power itself off, so that case is left out.
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 . "$LM_LIB_DIR/libvirt.sh"
@@ -88,7 +98,17 @@ case $MEMORY in
         held=()
         for c in "${CASES[@]}"; do [[ "$c" =~ \|(stream|rollback)\| ]] || held+=("$c"); done
         CASES=("${held[@]}") ;;
-    *) echo "usage: $0 [shared]" >&2; exit 2 ;;
+    cpr)
+        held=()
+        for c in "${CASES[@]}"; do
+            [[ "$c" =~ \|(stream|rollback)\| ]] && continue
+            [[ "$c" != "guest powered off|"* ]] || continue
+            c=${c/|classic|/|bt|}
+            [ "$c" != "domjobabort|bt|migrate|job_abort|old" ] || c=${c%old}new
+            [[ " ${held[*]/%/#} " == *" $c#"* ]] || held+=("$c")
+        done
+        CASES=("${held[@]}") ;;
+    *) echo "usage: $0 [shared|cpr]" >&2; exit 2 ;;
 esac
 # FM_ONLY=REGEX: only the cases whose "label|mode|point" matches
 if [ -n "${FM_ONLY:-}" ]; then
@@ -110,10 +130,10 @@ for d in up down; do
     chmod 0755 "$LM_TMP/if$d.sh"
 done
 
-if [ "$MEMORY" = shared ]; then
+if [ "$MEMORY" != copy ]; then
     TUNE_XML+="
   <memoryBacking>
-    <source type='file'/>
+    <source type='$([ "$MEMORY" = cpr ] && echo memfd || echo file)'/>
     <access mode='shared'/>
   </memoryBacking>"
 fi
@@ -184,7 +204,7 @@ evidence() {
     case $1 in
         prepare) [ "$ph" = prepare ] && [ -z "$npid" ] ;;
         launch) [ "$ph" = launch ] && [ -n "$npid" ] ;;
-        migrate) [ "$ph" = migrate ] && [ -n "$npid" ] && guest_pings ;;
+        migrate) [ "$ph" = migrate ] && [ -n "$npid" ] && { [ "$MEMORY" = cpr ] || guest_pings; } ;;
         stream) [ "$ph" = migrate ] && [ -n "$npid" ] ;;
         switchover) [ "$ph" = migrate ] && [ -n "$npid" ] && ! guest_pings ;;
         cleanup) [ "$ph" = cleanup ] && [ -n "$npid" ] ;;
@@ -223,7 +243,10 @@ fault_case() {
     local label="$1 in $3 ($2)" mode=$2 point=$3 fault=$4 expect=$5
     local flag=--local bw=() armed hit=0 want run nqemu out taps t h ph bad="" ino0= want_out
     [ "$mode" = bt ] && flag=--local-backend-transfer
-    [ "$MEMORY" = copy ] || { bw=(--local-shared-memory); ino0=$(stat -c %i "$(ram_files)"); }
+    case $MEMORY in
+        shared) bw=(--local-shared-memory); ino0=$(stat -c %i "$(ram_files)") ;;
+        cpr) bw=(--local-shared-memory); ino0=$(lv_memfd_of "$(lh_qemu_pid "$dom")") ;;
+    esac
     pid0=$(lh_qemu_pid "$dom")
     pty0=$(rg_pty_of "$dom")
     npid=""
@@ -332,10 +355,14 @@ fault_case() {
     out+=", $(ls -d "$(cgroup_dir /machine)"/qemu-*"$dom"* 2>/dev/null | wc -l) cgroup(s)"
     out+=", $(grep -c '<localMigration ' "$LH_RUN/qemu/$dom.xml" || :) job state(s)"
     want_out="1 pidfile(s), 1 per-process dir(s), 1 cgroup(s), 0 job state(s)"
-    if [ "$MEMORY" = shared ]; then
-        out+="; RAM: $(ram_state "$want" "$ino0")"
-        want_out+="; RAM: the file of before, mapped"
-    fi
+    case $MEMORY in
+        shared)
+            out+="; RAM: $(ram_state "$want" "$ino0")"
+            want_out+="; RAM: the file of before, mapped" ;;
+        cpr)
+            out+="; RAM: memfd $(lv_memfd_of "$want")"
+            want_out+="; RAM: memfd $ino0" ;;
+    esac
     tap_expect "$label: what the running QEMU uses, once, and nothing else" \
         "$want_out" "$out"
 }
