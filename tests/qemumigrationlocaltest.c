@@ -1811,11 +1811,14 @@ mymain(void)
                    .error = "its memory is private");
     DO_TEST_MEMORY("memfd, hugepages",
                    .backing = "<hugepages/><source type='memfd'/><access mode='shared'/>",
-                   .error = "hugepage-backed");
+                   .kind = QEMU_MIGRATION_LOCAL_MEMORY_MEMFD);
+    DO_TEST_MEMORY("memfd, hugepages, private",
+                   .backing = "<hugepages/><source type='memfd'/>",
+                   .error = "its memory is private");
     DO_TEST_MEMORY("none", .backing = "", .error = "<source type='file'/>");
     DO_TEST_MEMORY("hugepages",
                    .backing = "<hugepages/>" TEST_SHARED_FILE,
-                   .error = "hugepage-backed");
+                   .error = "a memfd can be passed");
     DO_TEST_MEMORY("discard", .backing = TEST_SHARED_FILE "<discard/>",
                    .error = "<discard/>");
     DO_TEST_MEMORY("numa, shared", .backing = TEST_SHARED_FILE, .numa = true,

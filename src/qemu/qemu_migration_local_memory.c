@@ -58,10 +58,12 @@ qemuMigrationLocalMemoryAccess(const virDomainDef *def,
  *   by x-ignore-shared; the new process maps that very file, which it
  *   does when it gets the running process's memory directory (libvirt
  *   names the file after the backend's alias there);
- * - a shared memfd has no name: cpr-transfer passes the fd itself.
- * Hugepages are a file QEMU creates in a directory and unlinks at once,
- * which no other process can open. <discard/> makes the old process free
- * the pages when it exits, under the guest that runs on in the new one.
+ * - a shared memfd has no name: cpr-transfer passes the fd itself, of
+ *   hugepages or not.
+ * Hugepages without a memfd are a file QEMU creates in a directory and
+ * unlinks at once, which no other process can open. <discard/> makes the
+ * old process free the pages when it exits, under the guest that runs on
+ * in the new one.
  *
  * Returns the way, QEMU_MIGRATION_LOCAL_MEMORY_COPY with @why set when
  * there is none.
@@ -77,8 +79,9 @@ qemuMigrationLocalMemoryOf(const virDomainDef *def,
     if (def->mem.source != VIR_DOMAIN_MEMORY_SOURCE_FILE &&
         def->mem.source != VIR_DOMAIN_MEMORY_SOURCE_MEMFD)
         *why = _("its memory is not backed by a file or a memfd (<memoryBacking><source type='file'/> or <source type='memfd'/>)");
-    else if (def->mem.nhugepages > 0)
-        *why = _("hugepage-backed memory is a file no other process can open");
+    else if (def->mem.nhugepages > 0 &&
+             def->mem.source != VIR_DOMAIN_MEMORY_SOURCE_MEMFD)
+        *why = _("hugepage-backed memory is a file no other process can open (a memfd can be passed: <source type='memfd'/>)");
     else if (def->nmems > 0)
         *why = _("memory devices are not supported");
     else if (def->mem.discard == VIR_TRISTATE_BOOL_YES)

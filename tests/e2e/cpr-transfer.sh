@@ -16,6 +16,11 @@
 #     guest untouched;
 #   - a copy (--local) of the same guest still works, into a memfd of the
 #     new process's own.
+# `cpr-transfer.sh hugepages`: the memfd is of 2 MiB hugepages, from a
+# pool this test reserves (vm.nr_hugepages, put back at the end) with room
+# for one guest only, as a host packed with hugepage guests has; then each
+# job's new QEMU takes no page of the pool (HugePages_Free unchanged), and
+# the copy fails for want of a second set of pages, the guest running on.
 # TAP output.
 #
 # Env: as local-migrate.sh; RAM_BOUND_MIB (default 16).
@@ -30,21 +35,42 @@ lv_reference_qemu
 QEMU=$QEMU_BIN
 [ -x "$QEMU" ] || tap_skip_all "$QEMU missing: run qemu/build.sh"
 
-lv_guest_test 23 cpr
+PAGES=${1:-}
+case $PAGES in
+    ''|hugepages) ;;
+    *) echo "usage: $0 [hugepages]" >&2; exit 2 ;;
+esac
+# hugepages: a point more per migrate_cpr, two fewer for the failed copy
+lv_guest_test 23 "cpr${PAGES:+hp}"
 
 LV_NET_XML="
       <backend transfer='on'/>"
-lv_domain_xml "$dom" "$serial" | lv_shared_memory memfd >"$LM_TMP/$dom.xml"
+if [ -n "$PAGES" ]; then
+    # the guest's pages and 4 to spare: not a second guest's
+    pool=$((GUEST_MEM_MIB / 2 + 4))
+    lm_defer sysctl -qw "vm.nr_hugepages=$(sysctl -n vm.nr_hugepages)"
+    sysctl -qw "vm.nr_hugepages=$pool"
+    [ "$(sysctl -n vm.nr_hugepages)" -eq "$pool" ] ||
+        tap_bail "cannot reserve $pool hugepages of 2 MiB"
+    lv_domain_xml "$dom" "$serial" | lv_shared_memory memfd |
+        sed "s|^    <source type='memfd'/>|    <hugepages><page size='2048' unit='KiB'/></hugepages>\n&|" \
+        >"$LM_TMP/$dom.xml"
+else
+    lv_domain_xml "$dom" "$serial" | lv_shared_memory memfd >"$LM_TMP/$dom.xml"
+fi
+hp_free() { awk '/^HugePages_Free:/ { print $2 }' /proc/meminfo; }
 
 ifindex_of() { ip -n "$LM_NS" -o link show "$1" | cut -d: -f1; }
 
 # migrate_cpr LABEL ARGS...: migrate_pinged with the QMP conversation
 # recorded, then: the cpr-transfer conversation, the RAM sent under the
-# bound, the same memfd, the same TAP and no loss.  5 points.
+# bound, the same memfd, the same TAP and no loss.  6 points; with
+# hugepages 7: the pool as before.
 migrate_cpr() {
-    local label=$1 ino0 conv ram tap0 if0
+    local label=$1 ino0 conv ram tap0 if0 free0
     shift
     ino0=$(lv_memfd_of "$(lv_qemu_pid "$root" "$dom")")
+    free0=$(hp_free)
     tap0=$(lv_domain_tap "$root" "$dom"); if0=$(ifindex_of "$tap0")
     LV_LOG_OUTPUTS="1:file:$LM_TMP/qmp.log 3:file:$root/libvirt.log" \
     LV_LOG_FILTERS="1:qemu.qemu_monitor" \
@@ -68,6 +94,8 @@ migrate_cpr() {
     else
         tap_not_ok "$label: the same TAP and no packet lost ($tap0/$if0 -> $(lv_domain_tap "$root" "$dom"), lost $(stat_of lost_after_first_reply))"
     fi
+    [ -z "$PAGES" ] ||
+        tap_expect "$label: the new QEMU took no hugepage of the pool (free)" "$free0" "$(hp_free)"
     rm -f "$LM_TMP/qmp.log"
 }
 
@@ -78,9 +106,14 @@ lm_wait_until "$BOOT_TIMEOUT" grep -q "$GUEST_READY_MARKER" "$serial" ||
 tap_check "guest answers pings" answers || tap_bail "no ping"
 pid=$(lv_qemu_pid "$root" "$dom")
 argv=$(tr '\0' ' ' <"/proc/$pid/cmdline")
-if grep -q 'aux-ram-share=on' <<<"$argv" && grep -q '"cpr":true' <<<"$argv" &&
-   [ -n "$(lv_memfd_of "$pid")" ]; then
-    tap_ok "QEMU $pid maps its RAM from a shared memfd, -machine aux-ram-share=on, tap cpr=on"
+if [ -n "$PAGES" ] && ! grep -q '"hugetlb":true,"hugetlbsize":2097152' <<<"$argv"; then
+    tap_not_ok "QEMU starts with its memfd of 2 MiB hugepages"
+    tap_diag "$argv"
+elif [ -n "$PAGES" ] && [ "$(hp_free)" != $((pool - GUEST_MEM_MIB / 2)) ]; then
+    tap_not_ok "the guest took $((GUEST_MEM_MIB / 2)) hugepages of the pool (free: $(hp_free) of $pool)"
+elif grep -q 'aux-ram-share=on' <<<"$argv" && grep -q '"cpr":true' <<<"$argv" &&
+     [ -n "$(lv_memfd_of "$pid")" ]; then
+    tap_ok "QEMU $pid maps its RAM from a shared memfd${PAGES:+ of hugepages}, -machine aux-ram-share=on, tap cpr=on"
 else
     tap_not_ok "QEMU starts for cpr-transfer (memfd: $(lv_memfd_of "$pid"))"
     tap_diag "$argv"
@@ -105,15 +138,29 @@ fi
 
 # --- a copy of the same guest: a memfd of its own ----------------------
 ino0=$(lv_memfd_of "$pid")
-LV_LOG_OUTPUTS="1:file:$LM_TMP/qmp.log 3:file:$root/libvirt.log" \
-LV_LOG_FILTERS="1:qemu.qemu_monitor" \
-    migrate_pinged "--local-backend-transfer (copy)" --live --local-backend-transfer "$dom"
-ram=$("$LM_LIB_DIR/qmplog" ram "$LM_TMP/qmp.log" | sed 's/^ram=//')
-if [ "$ram" != None ] && [ "$ram" -ge $((RAM_BOUND_MIB * 1048576)) ] &&
-   [ -n "$(lv_memfd_of "$pid1")" ] && [ "$(lv_memfd_of "$pid1")" != "$ino0" ]; then
-    tap_ok "a copy sends $(lv_mib "$ram") MiB of RAM into a memfd of the new process's own"
+if [ -n "$PAGES" ]; then
+    # the pool has no second set of pages: the new QEMU cannot start
+    free0=$(hp_free)
+    if out=$(lv_virsh "$root" migrate --live --local-backend-transfer "$dom" 2>&1); then
+        tap_not_ok "a copy with no hugepages for it fails (it succeeded)"
+    elif one_qemu && [ "$(lv_qemu_pid "$root" "$dom")" = "$pid" ] &&
+         [ "$(lv_memfd_of "$pid")" = "$ino0" ] && [ "$(hp_free)" = "$free0" ]; then
+        tap_ok "a copy fails for want of hugepages, the guest on its QEMU and memfd: $(tr '\n' ' ' <<<"$out" | sed 's/^error: //' | cut -c1-200)"
+    else
+        tap_not_ok "a failed copy leaves the guest on its QEMU, memfd and pages (free $free0 -> $(hp_free))"
+        tap_diag "$out"
+    fi
 else
-    tap_not_ok "a copy sends its RAM into a memfd of its own (ram.transferred $ram; memfd $ino0 -> $(lv_memfd_of "$pid1"))"
+    LV_LOG_OUTPUTS="1:file:$LM_TMP/qmp.log 3:file:$root/libvirt.log" \
+    LV_LOG_FILTERS="1:qemu.qemu_monitor" \
+        migrate_pinged "--local-backend-transfer (copy)" --live --local-backend-transfer "$dom"
+    ram=$("$LM_LIB_DIR/qmplog" ram "$LM_TMP/qmp.log" | sed 's/^ram=//')
+    if [ "$ram" != None ] && [ "$ram" -ge $((RAM_BOUND_MIB * 1048576)) ] &&
+       [ -n "$(lv_memfd_of "$pid1")" ] && [ "$(lv_memfd_of "$pid1")" != "$ino0" ]; then
+        tap_ok "a copy sends $(lv_mib "$ram") MiB of RAM into a memfd of the new process's own"
+    else
+        tap_not_ok "a copy sends its RAM into a memfd of its own (ram.transferred $ram; memfd $ino0 -> $(lv_memfd_of "$pid1"))"
+    fi
 fi
 tap_check "the guest answers after all" answers
 
