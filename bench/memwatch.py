@@ -3,24 +3,37 @@
 """memwatch: sample the host's memory while a migration runs.
 
   memwatch.py LOG [PERIOD_S [NETNS]]
+  memwatch.py --steady TIMEOUT_S NETNS
 
 Until SIGTERM or SIGINT, every PERIOD_S (default 0.02) appends a line
 
-  EPOCH_S  USED_KIB  RSS_KIB
+  EPOCH_S  USED_KIB  RSS_KIB  HELD_KIB  PCP_KIB  BOOST_KIB
 
-to LOG: USED is MemTotal - MemAvailable from /proc/meminfo (the whole
-host), RSS the summed private resident memory (RssAnon + RssShmem: guest
-RAM, heaps; not the binaries and libraries, whose pages are shared) of
-every QEMU and virsh process, the processes a local migration adds or
-grows; with NETNS (e.g. /run/netns/NAME) only those inside that network
-namespace (other guests on the host do not count).  The first line comes at once: a caller
-waits for it before starting the command, and it is the baseline.
+to LOG.  HELD is what processes and the kernel hold, from /proc/meminfo:
+AnonPages + Shmem (guest RAM, a copy of it, heaps, tmpfs and memfd files)
++ PageTables + SecPageTables + KernelStack + SUnreclaim, and the hugepages
+in use; the benchmark's host figure.  USED is MemTotal - MemAvailable, the
+estimate most tools show: it also moves with pages parked on the per-CPU
+free lists (PCP, summed over /proc/zoneinfo's "count:") and with kswapd's
+watermark boost (BOOST), neither held by anybody, which is why it is not
+the figure; they are kept to show it.  RSS is the summed private
+resident memory (RssAnon + RssShmem: guest RAM, heaps; not the binaries
+and libraries, whose pages are shared) of every QEMU and virsh process,
+the processes a local migration adds or grows; with NETNS (e.g.
+/run/netns/NAME) only those inside that network namespace (other guests
+on the host do not count).  The first line comes at once: a caller waits
+for it before starting the command, and it is the baseline.
 A QEMU process that exits (becomes a zombie or disappears) adds a line
 
   # exited PID EPOCH_S
 
 (the sampling period is its resolution): when a process ended, apart from
 when its parent or init reaped it.
+
+--steady waits until the watched processes' RSS grows by less than 2 MiB
+in a second (a guest done with its first pass over the memory it
+dirties), at most TIMEOUT_S; prints the seconds waited, exits 1 on the
+timeout.
 """
 
 import os
@@ -32,14 +45,36 @@ import time
 WATCHED = {"qemu-system-x86", "virsh"}
 
 
-def host_used_kib():
+HELD_KEYS = ("AnonPages", "Shmem", "PageTables", "SecPageTables",
+             "KernelStack", "SUnreclaim")
+
+
+def host_kib():
+    """(USED, HELD) from /proc/meminfo, KiB."""
     vals = {}
     with open("/proc/meminfo") as f:
         for line in f:
             key, rest = line.split(":", 1)
-            if key in ("MemTotal", "MemAvailable"):
-                vals[key] = int(rest.split()[0])
-    return vals["MemTotal"] - vals["MemAvailable"]
+            vals[key] = int(rest.split()[0])
+    # hugepages are counted in pages of Hugepagesize; in use = total - free
+    huge = (vals.get("HugePages_Total", 0) - vals.get("HugePages_Free", 0)) * \
+        vals.get("Hugepagesize", 0)
+    held = sum(vals.get(k, 0) for k in HELD_KEYS) + huge
+    return vals["MemTotal"] - vals["MemAvailable"], held
+
+
+def zone_kib():
+    """(PCP, BOOST) summed over every zone of /proc/zoneinfo, KiB."""
+    pcp = boost = 0
+    with open("/proc/zoneinfo") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) == 2 and parts[0] == "count:":
+                pcp += int(parts[1])
+            elif len(parts) == 2 and parts[0] == "boost":
+                boost += int(parts[1])
+    page_kib = os.sysconf("SC_PAGE_SIZE") // 1024
+    return pcp * page_kib, boost * page_kib
 
 
 def netns_id(path):
@@ -84,7 +119,24 @@ def scan(qemus, names, netns=None):
     return total
 
 
+def steady(timeout, netns, slack_kib=2048):
+    names, prev, start = {}, None, time.time()
+    while True:
+        rss = scan({}, names, netns)
+        waited = time.time() - start
+        if prev is not None and rss - prev < slack_kib:
+            print("%.1f" % waited)
+            return 0
+        if waited >= timeout:
+            print("%.1f" % waited)
+            return 1
+        prev = rss
+        time.sleep(1.0)
+
+
 def main(argv):
+    if len(argv) == 4 and argv[1] == "--steady":
+        return steady(float(argv[2]), netns_id(argv[3]))
     if len(argv) not in (2, 3, 4):
         sys.stderr.write(__doc__)
         return 2
@@ -99,7 +151,9 @@ def main(argv):
             t = time.time()
             qemus = {}
             rss = scan(qemus, names, netns)
-            out.write("%.6f %d %d\n" % (t, host_used_kib(), rss))
+            used, held = host_kib()
+            pcp, boost = zone_kib()
+            out.write("%.6f %d %d %d %d %d\n" % (t, used, rss, held, pcp, boost))
             now = {pid for pid, alive in qemus.items() if alive}
             if running is not None:
                 for pid in sorted(running - now):

@@ -163,9 +163,13 @@ def ping_timeline(path):
 
 
 # ---- memory samples ----------------------------------------------------------
-def mem_figures(path):
-    """Peaks over the first sample (the baseline), MiB; "exits": the QEMU
-    processes seen to exit, [(time, pid)]."""
+def mem_figures(path, t_start=None):
+    """Peaks over the baseline, MiB: the last sample at or before T_START
+    (the command's start), else the first; the guest's own growth before
+    the command (its first pass over the pages it dirties) is not the
+    migration's.  "exits": the QEMU processes seen to exit, [(time, pid)].
+    The host figure is HELD where the log has it (bench/memwatch.py), else
+    USED (logs of before)."""
     rows, exits = [], []
     with open(path) as f:
         for line in f:
@@ -173,16 +177,29 @@ def mem_figures(path):
             if line.startswith("# exited ") and len(parts) == 4:
                 exits.append((float(parts[3]), int(parts[2])))
                 continue
-            if len(parts) == 3:
-                rows.append((float(parts[0]), int(parts[1]), int(parts[2])))
+            if len(parts) in (3, 6):
+                rows.append((float(parts[0]),) + tuple(int(p) for p in parts[1:]))
     if not rows:
         return {"mem_host_mib": None, "mem_rss_mib": None, "mem_samples": 0,
                 "exits": exits}
     base = rows[0]
-    return {"mem_host_mib": (max(r[1] for r in rows) - base[1]) / 1024,
-            "mem_rss_mib": (max(r[2] for r in rows) - base[2]) / 1024,
-            "mem_rss_peak_mib": max(r[2] for r in rows) / 1024,
-            "mem_samples": len(rows), "exits": exits}
+    if t_start is not None:
+        base = max((r for r in rows if r[0] <= t_start), key=lambda r: r[0],
+                   default=base)
+    rows = [r for r in rows if r[0] >= base[0]]
+
+    def peak(col):
+        return (max(r[col] for r in rows) - base[col]) / 1024
+
+    out = {"mem_host_mib": peak(1), "mem_rss_mib": peak(2),
+           "mem_rss_peak_mib": max(r[2] for r in rows) / 1024,
+           "mem_samples": len(rows), "exits": exits}
+    if len(base) == 6:
+        # MemAvailable's peak and the free-page accounting that moves it
+        out.update({"mem_host_mib": peak(3), "mem_used_mib": peak(1),
+                    "mem_pcp_max_mib": max(r[4] for r in rows) / 1024,
+                    "mem_boost_max_mib": max(r[5] for r in rows) / 1024})
+    return out
 
 
 # ---- virsh output ----------------------------------------------------------------
@@ -360,7 +377,7 @@ def run_sample(run_dir):
     exits = []
     mem = os.path.join(run_dir, "mem.log")
     if os.path.exists(mem):
-        mf = mem_figures(mem)
+        mf = mem_figures(mem, t_cmd)
         exits = mf.pop("exits")
         row.update(mf)
     row["ram_mib"] = num(meta.get("ram_mib"))
@@ -729,7 +746,8 @@ def main(argv):
 
     keys = ["run", "mode", "iteration", "ok", "foreign_qemus", "busy_before", "loadavg",
             "ram_mib", "ram_sent_mib"] + [k for k, _, _ in FIGURES] + \
-        ["sent", "received", "mem_rss_peak_mib", "mem_samples"] + \
+        ["sent", "received", "mem_rss_peak_mib", "mem_used_mib", "mem_pcp_max_mib",
+         "mem_boost_max_mib", "mem_samples"] + \
         ["phase_%s_ms" % k for k, _ in PHASES]
     with open(os.path.join(out_dir, "samples.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")

@@ -330,7 +330,7 @@ tap_drops() {
 }
 
 measure() {
-    local mode=$1 iter=$2 rc=0 t0 t1 mw fam=${1%@*} size=
+    local mode=$1 iter=$2 rc=0 t0 t1 mw waited fam=${1%@*} size=
     [ "$fam" = "$mode" ] || size=${mode#*@}
     RUN_NO=$((RUN_NO + 1))
     RUN_DIR=$OUT/runs/$(printf '%02d' "$RUN_NO")-$mode
@@ -374,6 +374,13 @@ measure() {
     lm_nsexec "$LM_PINGSTAT" start "$RUN_DIR/ping.log" "$GUEST_IP" "$INTERVAL" >/dev/null
     "$LM_PINGSTAT" wait "$RUN_DIR/ping.log" 30 >/dev/null || die "no ping reply ($mode)"
     sleep "$SETTLE"
+    # a memory run's guest first fills what it dirties: that growth is the
+    # guest's, so the command waits for its end
+    if [ -n "$size" ]; then
+        waited=$("$PY" "$here/memwatch.py" --steady 60 "/run/netns/$LM_NS") ||
+            say "run $RUN_NO ($mode): the guest's memory still grows after 60 s"
+        kv steady_s "$waited"
+    fi
     "$PY" "$here/memwatch.py" "$RUN_DIR/mem.log" 0.02 "/run/netns/$LM_NS" &
     mw=$!
     lm_wait_until 5 test -s "$RUN_DIR/mem.log"

@@ -13,7 +13,7 @@ top=${LOCALMIG_TOP:-$(cd "$(dirname "$0")/../.." && pwd)}
 scratch=$(mktemp -d)
 lm_defer rm -rf "$scratch"
 
-tap_plan 24
+tap_plan 25
 
 # Three libvirt runs (bt) and one raw run.  Ping replies every 10 ms from
 # T-1 s to T+1 s (T = command start); the replies between the source's
@@ -47,13 +47,26 @@ def ping_log(path, t0, drop_from, drop_to):
         f.write("\n%d packets transmitted, %d received\n" % (n, n))
 
 
-def mem_log(path, t0, used_kib, rss_kib, exit_at=None):
+def mem_log(path, t0, used_kib, rss_kib, exit_at=None, grown_kib=0):
+    """GROWN_KIB: the guest's own growth in the 5 s before the command."""
     with open(path, "w") as f:
+        if grown_kib:
+            f.write("%.6f %d 500000\n" % (t0 - 5, 1000000 - grown_kib))
         f.write("%.6f 1000000 500000\n" % t0)
         f.write("%.6f %d %d\n" % (t0 + 0.5, 1000000 + used_kib, 500000 + rss_kib))
         if exit_at:
             f.write("# exited 4242 %.6f\n" % exit_at)
         f.write("%.6f 1000000 500000\n" % (t0 + 1.0))
+
+
+def mem_log6(path, t0, held_kib, pcp_kib):
+    """memwatch's full lines: MemAvailable's figure (USED) also rises with
+    PCP_KIB parked on the per-CPU free lists, HELD does not."""
+    with open(path, "w") as f:
+        f.write("%.6f 1000000 500000 800000 0 0\n" % t0)
+        f.write("%.6f %d 500000 800000 %d 2048\n" % (t0 + 0.3, 1000000 + pcp_kib, pcp_kib))
+        f.write("%.6f %d 501024 %d 0 0\n" % (t0 + 0.5, 1000000 + held_kib, 800000 + held_kib))
+        f.write("%.6f 1000000 500000 800000 0 0\n" % (t0 + 1.0))
 
 
 def log(f, t, msg):
@@ -128,8 +141,9 @@ with open(os.path.join(d, "meta"), "w") as f:
     f.write("mode=raw-shared@256\niteration=1\nram_mib=256\nstatus=completed\n"
             "transferred=1048576\nt_cmd_start=%.6f\nt_cmd_end=%.6f\nrc=0\n" % (t0, t0 + 0.2))
 mem_log(os.path.join(d, "mem.log"), t0, 1024 * 5, 1024)
-def memory_run(n, fam, size, wall, peak):
-    """A libvirt run of the memory dimension: wall time, host peak (MiB)."""
+def memory_run(n, fam, size, wall, peak, grown=0):
+    """A libvirt run of the memory dimension: wall time, host peak (MiB),
+    the guest's growth before the command (MiB)."""
     d = os.path.join(out, "runs", "%02d-%s@%d" % (n, fam, size))
     os.makedirs(d)
     t0 = T + 1000 * n
@@ -137,11 +151,12 @@ def memory_run(n, fam, size, wall, peak):
         f.write("mode=%s@%d\niteration=1\nram_mib=%d\nt_cmd_start=%.6f\n"
                 "t_cmd_end=%.6f\nrc=0\n" % (fam, size, size, t0, t0 + wall))
     ping_log(os.path.join(d, "ping.log"), t0, 0.1, 0.1)
-    mem_log(os.path.join(d, "mem.log"), t0, 1024 * peak, 1024)
+    mem_log(os.path.join(d, "mem.log"), t0, 1024 * peak, 1024, grown_kib=1024 * grown)
 
 
 memory_run(6, "shared", 256, 0.300, 20)
-memory_run(7, "shared", 4096, 0.390, 30)
+# its guest still filling 100 MiB before the command: not in the peak
+memory_run(7, "shared", 4096, 0.390, 30, 100)
 
 # The raw floor of cpr-transfer at 256 MiB: its destination's QMP answers
 # after the migrate (t_monitor), guest stopped 6 ms, 0.2 MiB sent, host
@@ -157,7 +172,7 @@ with open(os.path.join(d, "meta"), "w") as f:
     f.write("status=completed\ntotal_time=27\ntransferred=209715\nt_cmd_start=%.6f\n"
             "t_cmd_end=%.6f\nrc=0\n" % (t0, t0 + 0.16))
 ping_log(os.path.join(d, "ping.log"), t0, 0.1, 0.1)
-mem_log(os.path.join(d, "mem.log"), t0, 1024 * 28, 1024)
+mem_log6(os.path.join(d, "mem.log"), t0, 1024 * 28, 1024 * 150)
 
 # libvirt's cpr-transfer of a memfd guest: 256 MiB (wall 250 ms, host
 # peak 18 MiB) and 4096 MiB (wall 300 ms, host peak 25 MiB).
@@ -224,6 +239,9 @@ tap_expect "memory target: shared host memory peak per size" \
 tap_expect "memory table: the raw floor of cpr-transfer, its pause from QEMU's STOP and RESUME" \
     "raw floor, cpr-transfer 256 1/1 160 (160-160) 27 (27-27) 6.0 (6.0-6.0) 10 (10-10) 0 (0-0) 0.2 (0.2-0.2) 28.0 (28.0-28.0)" \
     "$(row 'raw floor, cpr-transfer')"
+tap_expect "memwatch: the host figure is what is held, not MemAvailable's, which PCP lists move" \
+    "28.0 150.0 150.0 2.0" \
+    "$(for k in mem_host_mib mem_used_mib mem_pcp_max_mib mem_boost_max_mib; do val 08-raw-cpr@256 "$k"; done | tr '\n' ' ' | sed 's/ $//')"
 tap_expect "raw floor of cpr-transfer: the new process's wait for the CPR state counts as its start" \
     "20.0 5.0 69.0" \
     "$(for p in process probe migration; do val 08-raw-cpr@256 "phase_${p}_ms"; done | tr '\n' ' ' | sed 's/ $//')"
