@@ -22,7 +22,8 @@
 # rewrites BENCH_DIRTY_PCT % of it (default 5) every second or so
 # (localmig.dirty, tests/e2e/guest/build-guest.sh). BENCH_MEMORY_RUNS
 # iterations (default 3) per size of the memory modes, each with backend
-# transfer:
+# transfer, each after its guest's first pass over that memory (its RSS
+# grows by less than 2 MiB a second; meta: steady_s):
 #
 #   raw-copy    the raw floor of a copy: two reference QEMUs on files of
 #               their own, over QMP
