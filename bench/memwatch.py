@@ -14,15 +14,16 @@ AnonPages + Shmem (guest RAM, a copy of it, heaps, tmpfs and memfd files)
 + PageTables + SecPageTables + KernelStack + SUnreclaim, and the hugepages
 in use; the benchmark's host figure.  USED is MemTotal - MemAvailable, the
 estimate most tools show: it also moves with pages parked on the per-CPU
-free lists (PCP, summed over /proc/zoneinfo's "count:") and with kswapd's
-watermark boost (BOOST), neither held by anybody, which is why it is not
-the figure; they are kept to show it.  RSS is the summed private
+free lists (PCP, summed over /proc/zoneinfo's "count:"), held by nobody,
+which is why it is not the figure; PCP and kswapd's watermark boost
+(BOOST), which also lowers MemAvailable, are kept to show it.  RSS is the summed private
 resident memory (RssAnon + RssShmem: guest RAM, heaps; not the binaries
 and libraries, whose pages are shared) of every QEMU and virsh process,
 the processes a local migration adds or grows; with NETNS (e.g.
 /run/netns/NAME) only those inside that network namespace (other guests
 on the host do not count).  The first line comes at once: a caller waits
-for it before starting the command, and it is the baseline.
+for it before starting the command (bench/report.py takes the last line
+at or before the command's start as the baseline).
 A QEMU process that exits (becomes a zombie or disappears) adds a line
 
   # exited PID EPOCH_S
