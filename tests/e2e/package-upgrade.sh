@@ -6,13 +6,15 @@
 # `virsh migrate --live --local` moves the guest onto it with the emulator
 # path unchanged, while --local-backend-transfer is refused (neither binary
 # has it; the running one is judged by what it started with, not by a
-# probe of the file that replaced it). Then a guest whose RAM is a shared
-# memfd, started on the stock 10.0, moves by `--local --local-shared-memory`
-# in QEMU's cpr-transfer with classic TAPs (stock QEMU has no tap cpr=on):
-# its RAM is not copied (the completed job's memory_processed stays under
-# RAM_BOUND_MIB), the new process maps the same memfd, and the host-mode
-# checks of the realistic guest hold. The 7.2 packages are put back at the
-# end, whatever happens, so that the rest of the suite keeps them.
+# probe of the file that replaced it). Then, started on the stock 10.0
+# with classic TAPs (stock QEMU has neither backend transfer nor tap
+# cpr=on), a guest whose RAM is a shared file moves by `--local
+# --local-shared-memory` with x-ignore-shared, and one on a shared memfd in
+# QEMU's cpr-transfer: the RAM is not copied (the completed job's
+# memory_processed stays under RAM_BOUND_MIB), the new process maps the
+# same file or memfd, and the host-mode checks of the realistic guest
+# hold. The 7.2 packages are put back at the end, whatever happens, so
+# that the rest of the suite keeps them.
 #
 # Needs Debian's archive (bookworm-backports, as build-aux/apt-sources.sh
 # adds it). TAP output.
@@ -52,7 +54,21 @@ restore_packages() {
     apt_q install --allow-downgrades "${installed[@]}"
 }
 
-tap_plan 51
+tap_plan 74
+
+# ram_not_copied LABEL: the completed job of $dom processed less RAM than
+# RAM_BOUND_MIB
+ram_not_copied() {
+    local stats ram
+    stats=$(lh_virsh domjobinfo --completed --rawstats "$dom" 2>&1 || :)
+    ram=$(sed -n 's/^memory_processed: //p' <<<"$stats")
+    if [ -n "$ram" ] && [ "$ram" -lt $((RAM_BOUND_MIB * 1048576)) ]; then
+        tap_ok "$1: the completed job processed $(lv_mib "$ram") MiB of RAM (bound $RAM_BOUND_MIB MiB)"
+    else
+        tap_not_ok "$1: the RAM is not copied (memory_processed '$ram', bound $RAM_BOUND_MIB MiB)"
+        tap_diag "$stats"
+    fi
+}
 
 host_guest_setup upgrade
 version0=$(qemu_version)
@@ -99,6 +115,22 @@ else
 fi
 end_domain
 
+# --- x-ignore-shared on the stock 10.0: a guest on a shared file -------
+boot_domain "lm-upgrade-file-$$" "$QEMU_BIN" lv_shared_memory file
+ino0=$(lv_ramfile_of "$pid")
+if [ -n "$ino0" ]; then
+    tap_ok "$dom: QEMU $(qemu_version) maps its RAM from a shared file (inode $ino0)"
+else
+    tap_not_ok "$dom: QEMU maps its RAM from a shared file"
+    tap_diag "$(grep pc.ram "/proc/$pid/maps" 2>&1)"
+fi
+migrate_job "#2 migrate --live --local --local-shared-memory (x-ignore-shared)" : \
+    --live --local --local-shared-memory "$dom"
+after_migration "#2"
+ram_not_copied "#2"
+tap_expect "#2: the new QEMU maps the old one's RAM file (inode)" "$ino0" "$(lv_ramfile_of "$pid1")"
+end_domain
+
 # --- cpr-transfer on the stock 10.0: a guest on a shared memfd ---------
 boot_domain "lm-upgrade-memfd-$$" "$QEMU_BIN" lv_shared_memory memfd
 cgroup0=$(cgroup_of "$pid")
@@ -111,18 +143,11 @@ else
     tap_not_ok "$dom: QEMU starts for cpr-transfer (memfd '$ino0')"
     tap_diag "$argv"
 fi
-migrate_job "#2 migrate --live --local --local-shared-memory (cpr-transfer)" : \
+migrate_job "#3 migrate --live --local --local-shared-memory (cpr-transfer)" : \
     --live --local --local-shared-memory "$dom"
-after_migration "#2"
-stats=$(lh_virsh domjobinfo --completed --rawstats "$dom" 2>&1 || :)
-ram=$(sed -n 's/^memory_processed: //p' <<<"$stats")
-if [ -n "$ram" ] && [ "$ram" -lt $((RAM_BOUND_MIB * 1048576)) ]; then
-    tap_ok "#2: the completed job processed $(lv_mib "$ram") MiB of RAM (bound $RAM_BOUND_MIB MiB)"
-else
-    tap_not_ok "#2: the RAM is not copied (memory_processed '$ram', bound $RAM_BOUND_MIB MiB)"
-    tap_diag "$stats"
-fi
-tap_expect "#2: the new QEMU maps the old one's memfd (inode)" "$ino0" "$(lv_memfd_of "$pid1")"
+after_migration "#3"
+ram_not_copied "#3"
+tap_expect "#3: the new QEMU maps the old one's memfd (inode)" "$ino0" "$(lv_memfd_of "$pid1")"
 end_domain
 
 if restore_packages && [ "$(qemu_version)" = "$version0" ]; then

@@ -263,6 +263,11 @@ lv_memfd_of() {
     awk '$2 ~ /^...s/ && $6 ~ /^\/memfd:memory-backend-memfd/ { print $5; exit }' "/proc/$1/maps" 2>/dev/null || :
 }
 
+# lv_ramfile_of PID: "inode" of the guest RAM file QEMU PID maps shared
+lv_ramfile_of() {
+    awk '$2 ~ /^...s/ && $6 ~ /\/pc\.ram$/ { print $5; exit }' "/proc/$1/maps" 2>/dev/null || :
+}
+
 # lv_mib BYTES: in MiB, two decimals
 lv_mib() { awk -v b="$1" 'BEGIN { printf "%.2f", b / 1048576 }'; }
 
