@@ -15,7 +15,11 @@
 #     interface (its tap with cpr=on would go in the CPR state anyway), the
 #     guest untouched;
 #   - a copy (--local) of the same guest still works, into a memfd of the
-#     new process's own.
+#     new process's own;
+#   - with classic TAPs (the same guest defined without the transfer
+#     attribute, so its tap has no cpr=on), --local --local-shared-memory
+#     runs cpr-transfer with the memfds alone: the RAM sent under the
+#     bound, the very memfd, a new TAP on the bridge.
 # `cpr-transfer.sh hugepages`: the memfd is of 2 MiB hugepages, from a
 # pool this test reserves (vm.nr_hugepages, put back at the end) with room
 # for one guest only, as a host packed with hugepage guests has; then each
@@ -41,7 +45,8 @@ case $PAGES in
     *) echo "usage: $0 [hugepages]" >&2; exit 2 ;;
 esac
 # hugepages: a point more per migrate_cpr, two fewer for the failed copy
-lv_guest_test 23 "cpr${PAGES:+hp}"
+# and no classic part (9 points)
+if [ -n "$PAGES" ]; then lv_guest_test 23 cprhp; else lv_guest_test 32 cpr; fi
 
 LV_NET_XML="
       <backend transfer='on'/>"
@@ -65,9 +70,10 @@ ifindex_of() { ip -n "$LM_NS" -o link show "$1" | cut -d: -f1; }
 # migrate_cpr LABEL ARGS...: migrate_pinged with the QMP conversation
 # recorded, then: the cpr-transfer conversation, the RAM sent under the
 # bound, the same memfd, the same TAP and no loss.  6 points; with
-# hugepages 7: the pool as before.
+# hugepages 7: the pool as before.  CPR_TAPS=new: classic TAPs, so a new
+# TAP on the bridge instead of the same one.
 migrate_cpr() {
-    local label=$1 ino0 conv ram tap0 if0 free0
+    local label=$1 ino0 conv ram tap0 tap1 if0 free0
     shift
     ino0=$(lv_memfd_of "$(lv_qemu_pid "$root" "$dom")")
     free0=$(hp_free)
@@ -88,7 +94,16 @@ migrate_cpr() {
         tap_not_ok "$label: the source sent less than $RAM_BOUND_MIB MiB of RAM (ram.transferred: $ram)"
     fi
     tap_expect "$label: the new QEMU maps the old one's memfd (inode)" "$ino0" "$(lv_memfd_of "$pid1")"
-    if [ "$(lv_domain_tap "$root" "$dom")" = "$tap0" ] && [ "$(ifindex_of "$tap0")" = "$if0" ] &&
+    if [ "${CPR_TAPS:-}" = new ]; then
+        tap1=$(lv_domain_tap "$root" "$dom")
+        if [ -n "$tap1" ] && [ "$tap1" != "$tap0" ] &&
+           ip -n "$LM_NS" -o link show "$tap1" | grep -q "master $LM_BRIDGE" &&
+           ! ip -n "$LM_NS" link show "$tap0" >/dev/null 2>&1; then
+            tap_ok "$label: a new TAP $tap1 on $LM_BRIDGE ($tap0 gone with the old QEMU), lost $(stat_of lost_after_first_reply)"
+        else
+            tap_not_ok "$label: a new TAP on $LM_BRIDGE ($tap0 -> '$tap1')"
+        fi
+    elif [ "$(lv_domain_tap "$root" "$dom")" = "$tap0" ] && [ "$(ifindex_of "$tap0")" = "$if0" ] &&
        [ "$(stat_of lost_after_first_reply)" -eq 0 ]; then
         tap_ok "$label: the same TAP $tap0 (ifindex $if0), no packet lost; largest ping gap $(stat_of max_gap_ms) ms"
     else
@@ -163,5 +178,31 @@ else
     fi
 fi
 tap_check "the guest answers after all" answers
+
+# --- classic TAPs: the memfds alone in the CPR state --------------------
+if [ -z "$PAGES" ]; then
+    LV_NET_XML='' lv_domain_xml "$dom" "$serial" | lv_shared_memory memfd >"$LM_TMP/$dom-classic.xml"
+    pid=$(lv_qemu_pid "$root" "$dom")
+    lv_destroy "$root" "$dom" >/dev/null || :
+    lm_wait_until 10 lm_pid_gone "$pid" || :
+    rm -f "$serial"
+    # the XML has a new UUID: a definition of the old one would refuse it
+    tap_check "$dom defined again without the transfer attribute, started" \
+        lv_virsh "$root" "undefine $dom; define $LM_TMP/$dom-classic.xml; start $dom" || show_logs
+    lm_wait_until "$BOOT_TIMEOUT" grep -q "$GUEST_READY_MARKER" "$serial" ||
+        tap_bail "guest did not boot"
+    tap_check "guest answers pings" answers
+    pid=$(lv_qemu_pid "$root" "$dom")
+    argv=$(tr '\0' ' ' <"/proc/$pid/cmdline")
+    if grep -q 'aux-ram-share=on' <<<"$argv" && ! grep -q '"cpr":true' <<<"$argv" &&
+       [ -n "$(lv_memfd_of "$pid")" ]; then
+        tap_ok "QEMU $pid maps its RAM from a shared memfd, -machine aux-ram-share=on, tap without cpr=on"
+    else
+        tap_not_ok "QEMU starts for cpr-transfer with a classic tap"
+        tap_diag "$argv"
+    fi
+    CPR_TAPS=new migrate_cpr "--local --local-shared-memory (classic TAPs)" \
+        --live --local --local-shared-memory "$dom"
+fi
 
 lv_guest_end
