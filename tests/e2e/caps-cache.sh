@@ -40,16 +40,17 @@ caps_on() {
         -q -c "qemu:///embed?root=$root" capabilities >/dev/null
 }
 
-if caps_on "${cpus[0]}" "$LM_TMP/probe.log"; then
-    n=$(find "$root/cache/qemu/capabilities" -name '*.xml' | wc -l)
-    tap_result "$([ "$n" -gt 0 ]; echo $?)" "probed on CPU ${cpus[0]}: $n binaries cached"
+n=0
+if caps_on "${cpus[0]}" "$LM_TMP/probe.log" &&
+   n=$(find "$root/cache/qemu/capabilities" -name '*.xml' | wc -l) && [ "$n" -gt 0 ]; then
+    tap_ok "probed on CPU ${cpus[0]}: $n binaries cached"
 else
-    tap_not_ok "virsh capabilities on CPU ${cpus[0]}"
+    tap_not_ok "virsh capabilities on CPU ${cpus[0]} caches the probe ($n files)"
     tap_diag "$(tail -5 "$LM_TMP/probe.log" 2>&1)"
 fi
 
 # a probe rewrites its binary's cache file, and the driver logs why
-cache_stamp() { stat -c '%n %Y.%y' "$root"/cache/qemu/capabilities/*.xml 2>/dev/null | md5sum; }
+cache_stamp() { stat -c '%n %y' "$root"/cache/qemu/capabilities/*.xml 2>/dev/null | md5sum; }
 stamp0=$(cache_stamp)
 for cpu in "${cpus[@]}"; do
     log=$LM_TMP/cpu$cpu.log

@@ -45,8 +45,8 @@ case $PAGES in
     *) echo "usage: $0 [hugepages]" >&2; exit 2 ;;
 esac
 # hugepages: a point more per migrate_cpr, two fewer for the failed copy
-# and no classic part (9 points)
-if [ -n "$PAGES" ]; then lv_guest_test 23 cprhp; else lv_guest_test 32 cpr; fi
+# and no classic part (10 points)
+if [ -n "$PAGES" ]; then lv_guest_test 23 cprhp; else lv_guest_test 33 cpr; fi
 
 LV_NET_XML="
       <backend transfer='on'/>"
@@ -203,6 +203,7 @@ if [ -z "$PAGES" ]; then
     fi
     CPR_TAPS=new migrate_cpr "--local --local-shared-memory (classic TAPs)" \
         --live --local --local-shared-memory "$dom"
+    tap_check "the guest answers on its new TAP" answers
 fi
 
 lv_guest_end

@@ -187,8 +187,7 @@ ram_state() {
     f=$(ram_files)
     [ "$(wc -w <<<"$f")" = 1 ] || { echo "RAM files: ${f:-none}"; return; }
     [ "$(stat -c %i "$f")" = "$2" ] || { echo "$f is a new file"; return; }
-    # QEMU sees the host's root under another path in its mount namespace
-    maps=$(awk '$2 ~ /^...s/ && $6 ~ /\/pc\.ram$/ { print $5 }' "/proc/$1/maps" | sort -u)
+    maps=$(lv_ramfile_of "$1")
     [ "$maps" = "$2" ] || { echo "QEMU $1 does not map $f shared (inodes: $maps)"; return; }
     echo "the file of before, mapped"
 }

@@ -263,9 +263,11 @@ lv_memfd_of() {
     awk '$2 ~ /^...s/ && $6 ~ /^\/memfd:memory-backend-memfd/ { print $5; exit }' "/proc/$1/maps" 2>/dev/null || :
 }
 
-# lv_ramfile_of PID: "inode" of the guest RAM file QEMU PID maps shared
+# lv_ramfile_of PID: the inode of each guest RAM file QEMU PID maps
+# shared, a line each (one for a guest on one file); by inode because QEMU
+# may see the file under another path in its mount namespace
 lv_ramfile_of() {
-    awk '$2 ~ /^...s/ && $6 ~ /\/pc\.ram$/ { print $5; exit }' "/proc/$1/maps" 2>/dev/null || :
+    awk '$2 ~ /^...s/ && $6 ~ /\/pc\.ram$/ { print $5 }' "/proc/$1/maps" 2>/dev/null | sort -u
 }
 
 # lv_mib BYTES: in MiB, two decimals
